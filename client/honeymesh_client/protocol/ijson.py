@@ -1,0 +1,148 @@
+"""Strict I-JSON (RFC 7493) parsing for bodies and signal payloads.
+
+Two parsers must never read one signed payload two ways (PROTOCOL.md
+section 3), so whatever JSON leaves room for interpretation is refused:
+duplicate member names (RFC 7493 2.3), lone surrogates (2.1), NaN and
+Infinity (not JSON at all, RFC 8259 6), numbers longer than 20 characters,
+and nesting deeper than 32 (arrays and objects; the top level is depth 1).
+
+Decisions: a number that overflows an IEEE 754 double (``1e400``) is refused
+too, since it would read as Infinity (RFC 7493 2.2). A UTF-8 byte order mark
+is refused (RFC 8259 8.1: "MUST NOT add").
+
+Speed: the stdlib decoder does the work; the hooks see each number token
+and each object's pairs, and the walk for depth and surrogates only runs
+when cheap string counts say it may find something.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from .errors import ProtocolError
+
+__all__ = ["MAX_DEPTH", "MAX_NUMBER_LENGTH", "dumps", "loads"]
+
+MAX_DEPTH = 32
+MAX_NUMBER_LENGTH = 20
+
+
+def _invalid(detail: str) -> ProtocolError:
+    return ProtocolError("invalid_json", detail)
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # RFC 7493 2.3
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _invalid(f"member name {name!r} appears twice in one object")
+            seen.add(name)
+    return obj
+
+
+def _constant(token: str) -> object:
+    raise _invalid(f"{token} is not a JSON number")
+
+
+def _int(token: str) -> int:
+    if len(token) > MAX_NUMBER_LENGTH:
+        raise _invalid(f"a number is longer than {MAX_NUMBER_LENGTH} characters")
+    return int(token)
+
+
+def _float(token: str) -> float:
+    if len(token) > MAX_NUMBER_LENGTH:
+        raise _invalid(f"a number is longer than {MAX_NUMBER_LENGTH} characters")
+    value = float(token)
+    if math.isinf(value):  # RFC 7493 2.2: beyond an IEEE 754 double
+        raise _invalid("a number is too large for a double")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_constant, parse_int=_int, parse_float=_float
+)
+
+
+def _may_hold_surrogate_escape(text: str) -> bool:
+    r"""Whether ``text`` has a ``\uD800``-``\uDFFF`` escape. Strict UTF-8 can't
+    carry a surrogate, so only an escape can produce one (RFC 7493 2.1)."""
+    i = text.find("\\u")
+    while i != -1:
+        if text[i + 2 : i + 3] in ("d", "D") and text[i + 3 : i + 4] in "89abcdefABCDEF":
+            return True
+        i = text.find("\\u", i + 2)
+    return False
+
+
+def _has_lone_surrogate(value: str) -> bool:
+    # The decoder joins valid pairs into one code point, so any surrogate
+    # left is lone; UTF-8 encoding is the quickest test for one.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _walk(value: object, check_depth: bool, check_surrogates: bool) -> None:
+    """One iterative pass: depth (bounded, no recursion) and lone surrogates."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node, depth = pop()
+        if isinstance(node, dict):
+            if check_depth and depth > MAX_DEPTH:
+                raise _invalid(f"nesting is deeper than {MAX_DEPTH}")
+            for name, child in node.items():
+                if check_surrogates and _has_lone_surrogate(name):
+                    raise _invalid("a member name holds a lone surrogate")
+                if isinstance(child, dict | list):
+                    push((child, depth + 1))
+                elif check_surrogates and isinstance(child, str) and _has_lone_surrogate(child):
+                    raise _invalid("a string holds a lone surrogate")
+        elif isinstance(node, list):
+            if check_depth and depth > MAX_DEPTH:
+                raise _invalid(f"nesting is deeper than {MAX_DEPTH}")
+            for child in node:
+                if isinstance(child, dict | list):
+                    push((child, depth + 1))
+                elif check_surrogates and isinstance(child, str) and _has_lone_surrogate(child):
+                    raise _invalid("a string holds a lone surrogate")
+        elif check_surrogates and isinstance(node, str) and _has_lone_surrogate(node):
+            raise _invalid("a string holds a lone surrogate")
+
+
+def loads(data: bytes) -> object:
+    """Parse I-JSON bytes, or raise ``invalid_json`` with one sentence."""
+    if data[:3] == b"\xef\xbb\xbf":
+        raise _invalid("the body starts with a byte order mark")
+    try:
+        text = bytes(data).decode("utf-8")  # strict: no surrogates, no overlongs
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise _invalid(f"nesting is deeper than {MAX_DEPTH}") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid(
+            f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    # Nesting can't exceed the number of brackets: skip the walk when few.
+    check_depth = text.count("[") + text.count("{") > MAX_DEPTH
+    check_surrogates = _may_hold_surrogate_escape(text)
+    if check_depth or check_surrogates:
+        _walk(value, check_depth, check_surrogates)
+    return value
+
+
+def dumps(obj: object) -> bytes:
+    """Compact UTF-8 JSON; refuses NaN/Infinity so we never emit what we refuse."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )

@@ -1,0 +1,283 @@
+"""Who is calling: a node by its RFC 9421 signature, or a bearer token.
+
+PROTOCOL.md section 2 fixes the order of checks. Identity is settled before anything
+else (entitlement, tenant state), so a bad request learns nothing about another
+node's tenant. Nonces live in Redis (`SET NX EX`, seen by every replica), or in
+PostgreSQL while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from aiohttp import web
+
+from honeymesh_client.protocol import signing
+from honeymesh_client.protocol.errors import ProtocolError
+from honeymesh_client.protocol.keys import keyid_of
+
+from . import state
+from .clock import to_datetime
+from .config import Config
+from .entitlements import NodeIdentity, check_node
+from .errors import Forbidden, RateLimited, Unauthorized
+from .ratelimit import Limit, per_minute
+from .store import identity as identity_store
+from .store import nonces as nonce_store
+from .store import tokens as token_store
+from .tokens import hash_token
+
+NONCE_TTL_SECONDS = 600
+FAILED_AUTH_PER_MINUTE = 30
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCaller:
+    identity: NodeIdentity
+
+    @property
+    def node_id(self) -> UUID:
+        return self.identity.node_id
+
+    @property
+    def tenant_id(self) -> UUID:
+        return self.identity.tenant.tenant_id
+
+    @property
+    def keyid(self) -> str:
+        return self.identity.keyid
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCaller:
+    token_id: UUID
+    role: str
+    scope: str | None  # "mesh", "tenant" or None for admin
+    scope_tenant_id: UUID | None
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.name}"
+
+
+Caller = NodeCaller | TokenCaller
+
+
+class KeyDirectory:
+    """keyid -> NodeIdentity, cached per process for at most `ttl` seconds.
+
+    The cache is what makes a revoke or a PATCH reach every replica "within 5 s"
+    (PROTOCOL.md section 4) without a database round trip on every request.
+    """
+
+    def __init__(self, pool: object, ttl: float) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, NodeIdentity | None]] = {}
+
+    async def get(self, keyid: str) -> NodeIdentity | None:
+        now = time.monotonic()
+        hit = self._entries.get(keyid)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
+            found = await identity_store.identity_by_keyid(conn, keyid)
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[keyid] = (now, found)
+        return found
+
+    def forget(self, keyid: str) -> None:
+        self._entries.pop(keyid, None)
+
+    def forget_node(self, node_id: UUID) -> None:
+        """Drop a node's keys here at once; other replicas follow within the TTL."""
+        for keyid, (_, found) in list(self._entries.items()):
+            if found is not None and found.node_id == node_id:
+                del self._entries[keyid]
+
+
+def split_target(request: web.Request) -> tuple[str, str]:
+    """`@path` and `@query` exactly as sent, percent-encoding kept (RFC 9421 2.2.6-7)."""
+    path, _, query = request.raw_path.partition("?")
+    return path, query
+
+
+def now_of(request: web.Request) -> float:
+    now: float = request.app[state.CLOCK]()
+    return now
+
+
+async def _check_signature(
+    request: web.Request, body: bytes
+) -> tuple[signing.SignatureInput, float]:
+    headers = request.headers
+    now = now_of(request)
+    try:
+        sig = signing.parse_signature_headers(
+            headers.get("Signature-Input"), headers.get("Signature")
+        )
+        signing.check_components(sig, bool(body))
+        signing.check_freshness(sig, now)
+    except ProtocolError as exc:
+        raise Unauthorized(exc.detail, code=exc.code) from None
+    return sig, now
+
+
+def _verify_with(
+    request: web.Request, sig: signing.SignatureInput, public_key: bytes, body: bytes
+) -> None:
+    path, query = split_target(request)
+    try:
+        base = signing.signature_base(
+            sig, request.method, path, query, request.headers.get("Content-Digest")
+        )
+        signing.verify_signature(sig, public_key, base)
+        if body or "content-digest" in sig.components:
+            signing.check_content_digest(request.headers.get("Content-Digest"), body)
+    except ProtocolError as exc:
+        raise Unauthorized(exc.detail, code=exc.code) from None
+
+
+async def _spend_nonce(request: web.Request, keyid: str, nonce: str, now: float) -> None:
+    gate = request.app[state.REDIS]
+    fresh = await gate.set_once(f"n:{keyid}:{nonce}", NONCE_TTL_SECONDS)
+    if fresh is None:
+        async with request.app[state.POOL].acquire() as conn:
+            fresh = await nonce_store.remember(
+                conn, keyid, nonce, to_datetime(now), NONCE_TTL_SECONDS
+            )
+    if not fresh:
+        raise Unauthorized("This nonce was already used with this key.", code="replayed_request")
+
+
+async def authenticate_node(request: web.Request, body: bytes, feature: str | None) -> NodeCaller:
+    """Verify a node's signed request, then its entitlement to `feature`."""
+    sig, now = await _check_signature(request, body)
+    identity = await request.app[state.DIRECTORY].get(sig.keyid)
+    now_dt = to_datetime(now)
+    if identity is None or not identity.key_usable(now_dt):
+        raise Unauthorized("The signing key is not known to this hub.", code="unknown_key")
+    _verify_with(request, sig, identity.public_key, body)
+    await _spend_nonce(request, sig.keyid, sig.nonce, now)
+    request[state.IDENTIFIED] = True
+    check_node(identity, now_dt, feature)
+    caller = NodeCaller(identity)
+    request[state.CALLER] = caller
+    return caller
+
+
+async def authenticate_new_key(request: web.Request, body: bytes, public_key: bytes) -> str:
+    """Enrollment: the request is signed with the key it enrolls (proof of possession).
+
+    Returns the keyid. A keyid that is not the id of `public_key` is `invalid_signature`.
+    """
+    sig, now = await _check_signature(request, body)
+    keyid = keyid_of(public_key)
+    if not hmac.compare_digest(sig.keyid, keyid):
+        raise Unauthorized(
+            "The signature's keyid is not the id of the enrolled public key.",
+            code="invalid_signature",
+        )
+    _verify_with(request, sig, public_key, body)
+    await _spend_nonce(request, keyid, sig.nonce, now)
+    return keyid
+
+
+async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
+    """A valid bearer token of exactly `role`; another valid token is 403, never 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("A bearer token is required.")
+    async with request.app[state.POOL].acquire() as conn:
+        row = await token_store.by_hash(conn, hash_token(token))
+    now = to_datetime(now_of(request))
+    if (
+        row is None
+        or not hmac.compare_digest(bytes(row["token_hash"]), hash_token(token))
+        or row["revoked_at"] is not None
+        or (row["expires_at"] is not None and row["expires_at"] <= now)
+    ):
+        raise Unauthorized("The bearer token is unknown, revoked or expired.")
+    request[state.IDENTIFIED] = True
+    caller = TokenCaller(
+        token_id=row["id"],
+        role=row["role"],
+        scope=row["scope"],
+        scope_tenant_id=row["scope_tenant_id"],
+        name=row["name"],
+    )
+    request[state.CALLER] = caller
+    if caller.role != role:
+        raise Forbidden(f"This route needs a {role} token.")
+    return caller
+
+
+def client_address(
+    request: web.Request, config: Config
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The real client: the peer, or, when the peer is a trusted proxy, the right-most
+    X-Forwarded-For address that is not itself a trusted proxy (PROTOCOL.md 9)."""
+    addr = _parse_ip(request.remote or "")
+    if addr is not None and config.trusted_proxies and _trusted(addr, config):
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+        for item in reversed(forwarded.split(",")):
+            candidate = _parse_ip(item.strip())
+            if candidate is None:
+                break
+            addr = candidate
+            if not _trusted(candidate, config):
+                break
+    return addr
+
+
+def source_address(request: web.Request, config: Config) -> str:
+    """The key rate limits count by: the client address, IPv6 per /64."""
+    addr = client_address(request, config)
+    if addr is None:
+        return request.remote or "unknown"
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, config: Config) -> bool:
+    return any(addr.version == net.version and addr in net for net in config.trusted_proxies)
+
+
+async def charge_failed_auth(request: web.Request) -> RateLimited | None:
+    """Count a failed authentication for the source address; past 30 a minute, a 429.
+
+    Never applied to a request that proved a known identity (PROTOCOL.md section 9).
+    """
+    if request.get(state.IDENTIFIED):
+        return None
+    app = request.app
+    key = source_address(request, app[state.CONFIG])
+    within = await app[state.LIMITER].count(
+        "authfail", Limit(per_minute(FAILED_AUTH_PER_MINUTE), key)
+    )
+    if within:
+        return None
+    app[state.METRICS].rate_limited.labels("authfail").inc()
+    return RateLimited(
+        "Too many failed authentications from this address; retry later.",
+        headers={"Retry-After": "60"},
+    )

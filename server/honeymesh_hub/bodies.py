@@ -1,0 +1,96 @@
+"""Request bodies: media type, size, I-JSON, and JSON Schema shape (PROTOCOL.md 3).
+
+Schemas are the files under `honeymesh_hub/schemas/`, compiled once with fastjsonschema;
+a shape error is a 422 whose `errors` carry a JSON pointer to the offending member.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+from aiohttp import web
+
+from honeymesh_client.protocol import ijson
+from honeymesh_client.protocol.errors import ProtocolError
+
+from .errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+MAX_BODY = 1024 * 1024
+
+
+async def read_body(request: web.Request) -> bytes:
+    if not request.body_exists:
+        return b""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("A request body is at most 1 MiB.") from None
+
+
+def parse_json(request: web.Request, body: bytes) -> Any:
+    """415 unless the body is application/json; 400 unless it is I-JSON."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json.")
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType("Bodies are UTF-8.")
+    try:
+        return ijson.loads(body)
+    except ProtocolError as exc:
+        raise InvalidJSON(exc.detail) from None
+
+
+async def json_body(request: web.Request, schema: str) -> Any:
+    """Read, parse and shape-check a body in one go (routes without signatures)."""
+    data = parse_json(request, await read_body(request))
+    check(schema, data)
+    return data
+
+
+@functools.cache
+def validator(name: str) -> Callable[[Any], Any]:
+    text = (resources.files("honeymesh_hub") / "schemas" / f"{name}.schema.json").read_text("utf-8")
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(json.loads(text))
+    return compiled
+
+
+def pointer_of(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """fastjsonschema's `data.a[0].b` path as an RFC 6901 pointer `/a/0/b`."""
+    path = exc.path if isinstance(exc.path, list) else []
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path[1:]]
+    if exc.rule == "additionalProperties" and isinstance(exc.value, dict):
+        allowed = set((exc.definition or {}).get("properties", {}))
+        extra = sorted(k for k in exc.value if k not in allowed)
+        if extra:
+            parts.append(extra[0].replace("~", "~0").replace("/", "~1"))
+    if exc.rule == "required" and isinstance(exc.value, dict):
+        missing = [k for k in (exc.definition or {}).get("required", []) if k not in exc.value]
+        if missing:
+            parts.append(missing[0])
+    return "".join("/" + p for p in parts)
+
+
+def check(name: str, data: Any) -> None:
+    try:
+        validator(name)(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        pointer = pointer_of(exc)
+        detail = _detail(exc, pointer)
+        raise ValidationFailed(detail, errors=[{"pointer": pointer, "detail": detail}]) from None
+
+
+def _detail(exc: fastjsonschema.JsonSchemaValueException, pointer: str) -> str:
+    rule = exc.rule
+    where = pointer or "the body"
+    if rule == "additionalProperties":
+        return f"{where} is not a known member"
+    if rule == "required":
+        return f"{where} is required"
+    if rule == "type":
+        return f"{where} must be of type {exc.rule_definition}"
+    return f"{where} {exc.message.removeprefix('data').strip()}"

@@ -1,0 +1,93 @@
+"""The hub's Redis client and its health, shared by nonces and rate limits.
+
+Redis is optional and may fail: every use goes through `RedisGate`, which keeps short
+timeouts and, after a failure, skips Redis for `retry_after` seconds so a dead Redis
+costs one timeout now and then instead of one per request. Callers fall back
+(PostgreSQL nonces, per-process limits) and /readyz says `degraded`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .metrics import Metrics
+
+log = logging.getLogger("honeymesh.redis")
+
+TIMEOUT_SECONDS = 0.5
+
+
+class RedisGate:
+    def __init__(self, url: str | None, prefix: str, metrics: Metrics, retry_after: float = 2.0):
+        self.prefix = prefix
+        self.configured = url is not None
+        self.client: aioredis.Redis | None = (
+            aioredis.Redis.from_url(
+                url,
+                socket_timeout=TIMEOUT_SECONDS,
+                socket_connect_timeout=TIMEOUT_SECONDS,
+                health_check_interval=30,
+            )
+            if url
+            else None
+        )
+        self._metrics = metrics
+        self._retry_after = retry_after
+        self._down_until = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.client is not None and time.monotonic() >= self._down_until
+
+    @property
+    def state(self) -> str:
+        """`ok`, `degraded` or `absent`, as /readyz reports it (PROTOCOL.md section 10)."""
+        if not self.configured:
+            return "absent"
+        return "ok" if time.monotonic() >= self._down_until else "degraded"
+
+    def failed(self, operation: str, exc: BaseException) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning(
+                "redis unreachable; serving without it",
+                extra={"fields": {"operation": operation, "error": type(exc).__name__}},
+            )
+        self._down_until = time.monotonic() + self._retry_after
+        self._metrics.redis_degraded.set(1)
+        self._metrics.redis_fallbacks.labels(operation).inc()
+
+    def succeeded(self) -> None:
+        if self._down_until:
+            self._down_until = 0.0
+            self._metrics.redis_degraded.set(0)
+
+    async def ping(self) -> str:
+        if self.client is None:
+            return "absent"
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self.failed("ping", exc)
+            return "degraded"
+        self.succeeded()
+        return "ok"
+
+    async def set_once(self, key: str, ttl_seconds: int) -> bool | None:
+        """SET key NX EX ttl: True when new, False when present, None when Redis failed."""
+        if self.client is None or not self.usable:
+            return None
+        try:
+            created = await self.client.set(self.prefix + key, b"1", nx=True, ex=ttl_seconds)
+        except (RedisError, OSError) as exc:
+            self.failed("nonce", exc)
+            return None
+        self.succeeded()
+        return bool(created)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

@@ -1,0 +1,12 @@
+"""Thin handlers: gates, then one service call, then a JSON answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import admin, nodes, ops
+
+
+def setup(app: web.Application) -> None:
+    for module in (ops, admin, nodes):
+        app.router.add_routes(module.routes)

@@ -1,0 +1,30 @@
+"""Every typed key of the app and of a request (aiohttp AppKey / RequestKey)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .clock import Clock
+from .config import Config
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .auth import Caller, KeyDirectory
+    from .ratelimit import RateLimiter
+    from .redisconn import RedisGate
+
+CONFIG = web.AppKey("config", Config)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+METRICS = web.AppKey("metrics", Metrics)
+POOL: web.AppKey[Any] = web.AppKey("pool")
+REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
+DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
+# Set once a request proves a known identity (an enrolled node's valid signature or a
+# valid bearer token): such a request is never refused by the failed-auth limit.
+IDENTIFIED: web.RequestKey[bool] = web.RequestKey("identified")

@@ -1,0 +1,93 @@
+"""JSON views of stored rows: the shapes PROTOCOL.md gives, in one place."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from .clock import rfc3339
+from .entitlements import FEATURES, effective_limits
+
+
+def tenant(row: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": str(row["id"]),
+        "name": row["name"],
+        "plan": row["plan"],
+        "status": row["status"],
+        "expires_at": rfc3339(row["expires_at"]),
+        "features": sorted(FEATURES[row["plan"]]),
+        "limits": effective_limits(row["plan"], row["limits"]),
+        "limit_overrides": dict(row["limits"]),
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+    }
+
+
+def enrollment_token(row: Any) -> dict[str, Any]:
+    return {
+        "token_id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "max_uses": row["max_uses"],
+        "uses": row["uses"],
+        "uses_left": 0 if row["revoked_at"] else row["max_uses"] - row["uses"],
+        "expires_at": rfc3339(row["expires_at"]),
+        "revoked_at": rfc3339(row["revoked_at"]),
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+def node(row: Any) -> dict[str, Any]:
+    return {
+        "node_id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "name": row["name"],
+        "labels": dict(row["labels"]),
+        "trusted": row["trusted"],
+        "status": "revoked" if row["revoked_at"] else "active",
+        "keyid": row["keyid"],
+        "created_at": rfc3339(row["created_at"]),
+        "revoked_at": rfc3339(row["revoked_at"]),
+    }
+
+
+def allowlist_entry(row: Any) -> dict[str, Any]:
+    return {
+        "entry_id": str(row["id"]),
+        "cidr": str(row["cidr"]),
+        "reason": row["reason"],
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+def audit_entry(row: Any) -> dict[str, Any]:
+    entry = {
+        "seq": row["seq"],
+        "actor": row["actor"],
+        "action": row["action"],
+        "target": row["target"],
+        "time": rfc3339(row["time"]),
+        "reason": row["reason"],
+    }
+    if row["details"] is not None:
+        entry["details"] = row["details"]
+    return entry
+
+
+def key(row: Any) -> dict[str, Any]:
+    if row["revoked_at"] is not None:
+        status = "revoked"
+    elif row["rotated_at"] is not None:
+        status = "rotated"
+    else:
+        status = "current"
+    return {
+        "keyid": row["keyid"],
+        "public_key": base64.b64encode(bytes(row["public_key"])).decode("ascii"),
+        "node_id": str(row["node_id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "status": status,
+        "created_at": rfc3339(row["created_at"]),
+        "rotated_at": rfc3339(row["rotated_at"]),
+        "revoked_at": rfc3339(row["revoked_at"]),
+    }

@@ -1,0 +1,145 @@
+"""Test helpers: a hub under test with an admin token, tenants, and signing nodes.
+
+They drive the real app through aiohttp's test client; nodes sign with the very
+protocol module the node client uses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from honeymesh_client.protocol.keys import NodeKey
+from honeymesh_client.protocol.signing import sign_request
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+    raw: bytes
+
+    @property
+    def code(self) -> str | None:
+        return self.body.get("code") if isinstance(self.body, dict) else None
+
+
+async def _reply(resp: Any) -> Reply:
+    raw = await resp.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return Reply(resp.status, resp.headers, body, raw)
+
+
+@dataclass
+class Node:
+    hub: Hub
+    key: NodeKey
+    node_id: str = ""
+    tenant_id: str = ""
+    clock_offset: float = 0.0
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        key: NodeKey | None = None,
+        created: int | None = None,
+        nonce: str | None = None,
+    ) -> Reply:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        target, _, query = path.partition("?")
+        signer = key or self.key
+        hdrs = sign_request(
+            signer, method, target, query, data,
+            created=created if created is not None else int(self.hub.now()),
+            nonce=nonce,
+        )
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        resp = await self.hub.client.request(method, path, data=data, headers=hdrs)
+        return await _reply(resp)
+
+
+@dataclass
+class Hub:
+    client: TestClient[Any, Any]
+    admin_token: str
+    clock: Any
+    tenants: list[str] = field(default_factory=list)
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        hdrs = {"Authorization": f"Bearer {token or self.admin_token}"}
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        resp = await self.client.request(method, path, data=data, headers=hdrs)
+        return await _reply(resp)
+
+    async def tenant(self, plan: str = "pro", **extra: Any) -> str:
+        reply = await self.call("POST", "/v1/admin/tenants", {"name": "t", "plan": plan, **extra})
+        assert reply.status == 201, reply.body
+        return str(reply.body["tenant_id"])
+
+    async def enrollment_token(self, tenant_id: str, max_uses: int = 1, ttl: int = 3600) -> str:
+        reply = await self.call(
+            "POST",
+            f"/v1/admin/tenants/{tenant_id}/enrollment-tokens",
+            {"ttl_seconds": ttl, "max_uses": max_uses},
+        )
+        assert reply.status == 201, reply.body
+        return str(reply.body["token"])
+
+    async def enroll(
+        self, tenant_id: str | None = None, *, token: str | None = None, name: str = "node"
+    ) -> Node:
+        if token is None:
+            token = await self.enrollment_token(tenant_id or await self.tenant())
+        node = Node(self, NodeKey.generate())
+        reply = await node.request(
+            "POST",
+            "/v1/nodes/enroll",
+            {"token": token, "public_key": node.key.public_b64, "name": name},
+        )
+        assert reply.status == 201, reply.body
+        node.node_id = reply.body["node_id"]
+        node.tenant_id = reply.body["tenant_id"]
+        return node
+
+    async def reviewer_token(self, scope: str = "mesh", name: str = "rev") -> str:
+        reply = await self.call(
+            "POST", "/v1/admin/tokens", {"role": "reviewer", "scope": scope, "name": name}
+        )
+        assert reply.status == 201, reply.body
+        return str(reply.body["token"])
+
+
+def wall_clock() -> float:
+    return time.time()

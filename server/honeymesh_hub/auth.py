@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
@@ -120,13 +121,19 @@ async def _check_signature(
     now = now_of(request)
     try:
         sig = signing.parse_signature_headers(
-            headers.get("Signature-Input"), headers.get("Signature")
+            _joined(headers, "Signature-Input"), _joined(headers, "Signature")
         )
         signing.check_components(sig, bool(body))
         signing.check_freshness(sig, now)
     except ProtocolError as exc:
         raise Unauthorized(exc.detail, code=exc.code) from None
     return sig, now
+
+
+def _joined(headers: Any, name: str) -> str | None:
+    """Every instance of a header, joined as RFC 9110 5.3 combines field lines."""
+    values = headers.getall(name, [])
+    return ", ".join(values) if values else None
 
 
 def _verify_with(

@@ -4,6 +4,7 @@ The hub verifies with the very functions nodes sign with. Nothing here does
 I/O except reading and writing a node's key file (:class:`NodeKey`).
 """
 
+from . import dsse, errors, ijson, keys, signing
 from .dsse import (
     SIGNAL_PAYLOAD_TYPE,
     Envelope,
@@ -48,14 +49,19 @@ __all__ = [
     "check_freshness",
     "content_digest",
     "decode_public_key",
+    "dsse",
     "encode_public_key",
+    "errors",
+    "ijson",
     "keyid_of",
+    "keys",
     "pae",
     "parse_envelope",
     "parse_signature_headers",
     "requires_digest",
     "sign_request",
     "signature_base",
+    "signing",
     "split_request_target",
     "verify_ed25519",
     "verify_envelope",

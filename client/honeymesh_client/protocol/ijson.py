@@ -26,6 +26,7 @@ __all__ = ["MAX_DEPTH", "MAX_NUMBER_LENGTH", "dumps", "loads"]
 
 MAX_DEPTH = 32
 MAX_NUMBER_LENGTH = 20
+_CONTAINERS = (dict, list)  # the decoder makes exactly these types
 
 
 def _invalid(detail: str) -> ProtocolError:
@@ -88,33 +89,38 @@ def _has_lone_surrogate(value: str) -> bool:
     return False
 
 
-def _walk(value: object, check_depth: bool, check_surrogates: bool) -> None:
-    """One iterative pass: depth (bounded, no recursion) and lone surrogates."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    pop = stack.pop
-    push = stack.append
+def _check_depth(value: object) -> None:
+    """Level by level, containers only: no recursion, no per-node tuples."""
+    level: list[object] = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _invalid(f"nesting is deeper than {MAX_DEPTH}")
+        below: list[object] = []
+        for node in level:
+            if isinstance(node, dict):
+                below += [child for child in node.values() if type(child) in _CONTAINERS]
+            elif isinstance(node, list):
+                below += [child for child in node if type(child) in _CONTAINERS]
+        level = below
+
+
+def _check_surrogates(value: object) -> None:
+    """Every string and member name, iteratively (depth is bounded already)."""
+    stack = [value]
     while stack:
-        node, depth = pop()
-        if isinstance(node, dict):
-            if check_depth and depth > MAX_DEPTH:
-                raise _invalid(f"nesting is deeper than {MAX_DEPTH}")
-            for name, child in node.items():
-                if check_surrogates and _has_lone_surrogate(name):
+        node = stack.pop()
+        if type(node) is str:
+            if _has_lone_surrogate(node):
+                raise _invalid("a string holds a lone surrogate")
+        elif type(node) is dict:
+            for name in node:
+                if _has_lone_surrogate(name):
                     raise _invalid("a member name holds a lone surrogate")
-                if isinstance(child, dict | list):
-                    push((child, depth + 1))
-                elif check_surrogates and isinstance(child, str) and _has_lone_surrogate(child):
-                    raise _invalid("a string holds a lone surrogate")
-        elif isinstance(node, list):
-            if check_depth and depth > MAX_DEPTH:
-                raise _invalid(f"nesting is deeper than {MAX_DEPTH}")
-            for child in node:
-                if isinstance(child, dict | list):
-                    push((child, depth + 1))
-                elif check_surrogates and isinstance(child, str) and _has_lone_surrogate(child):
-                    raise _invalid("a string holds a lone surrogate")
-        elif check_surrogates and isinstance(node, str) and _has_lone_surrogate(node):
-            raise _invalid("a string holds a lone surrogate")
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
 
 
 def loads(data: bytes) -> object:
@@ -136,8 +142,10 @@ def loads(data: bytes) -> object:
     # Nesting can't exceed the number of brackets: skip the walk when few.
     check_depth = text.count("[") + text.count("{") > MAX_DEPTH
     check_surrogates = _may_hold_surrogate_escape(text)
-    if check_depth or check_surrogates:
-        _walk(value, check_depth, check_surrogates)
+    if check_depth:
+        _check_depth(value)
+    if check_surrogates:
+        _check_surrogates(value)
     return value
 
 

@@ -62,7 +62,11 @@ class Node:
         target, _, query = path.partition("?")
         signer = key or self.key
         hdrs = sign_request(
-            signer, method, target, query, data,
+            signer,
+            method,
+            target,
+            query,
+            data,
             created=created if created is not None else int(self.hub.now()),
             nonce=nonce,
         )
@@ -78,6 +82,7 @@ class Hub:
     client: TestClient[Any, Any]
     admin_token: str
     clock: Any
+    database_url: str = ""
     tenants: list[str] = field(default_factory=list)
 
     def now(self) -> float:
@@ -143,3 +148,39 @@ class Hub:
 
 def wall_clock() -> float:
     return time.time()
+
+
+def signal(node: Node, value: str = "203.0.113.7", **overrides: Any) -> dict[str, Any]:
+    """A valid signal payload from `node`, observed now by the hub's clock."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    observed = datetime.fromtimestamp(node.hub.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body: dict[str, Any] = {
+        "v": 1,
+        "id": str(uuid4()),
+        "node_id": node.node_id,
+        "observed_at": observed,
+        "indicator": {"type": "ip", "value": value},
+        "scenario": "redis/unauthenticated-config-set",
+        "action": "blocked",
+        "mode": "enforce",
+        "confidence": 80,
+        "ttl_seconds": 3600,
+        "share": "mesh",
+    }
+    body.update(overrides)
+    return body
+
+
+def envelope(node: Node, payload: dict[str, Any] | bytes, key: NodeKey | None = None) -> Any:
+    from honeymesh_client.protocol.dsse import build_envelope
+
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return build_envelope(key or node.key, raw)
+
+
+async def publish(node: Node, *payloads: dict[str, Any]) -> Reply:
+    return await node.request(
+        "POST", "/v1/signals", {"envelopes": [envelope(node, p) for p in payloads]}
+    )

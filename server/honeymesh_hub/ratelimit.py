@@ -8,8 +8,9 @@ memory, and `RedisGate` reports `degraded`. Answers carry the IETF RateLimit fie
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -19,6 +20,8 @@ from redis.exceptions import RedisError
 
 from .errors import RateLimited
 from .redisconn import TIMEOUT_SECONDS, RedisGate
+
+T = TypeVar("T")
 
 
 def per_minute(n: int) -> RateLimitItem:
@@ -76,73 +79,75 @@ class RateLimiter:
             else None
         )
 
-    async def consume(self, policy: str, limits: Sequence[Limit], cost: int = 1) -> Quota:
-        """Charge `cost` to every limit, all or nothing; raise RateLimited when one is spent.
-
-        Every limit is tested before any is charged, so a request refused by the tenant's
-        limit costs its node nothing (PROTOCOL.md: the batch is refused whole).
-        """
+    async def _run(self, op: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
+        """Run `op` on the shared (Redis) limiter, or per process while Redis is down."""
         if self._shared is not None and self._gate.usable:
             try:
-                quota = await self._consume(self._shared, policy, limits, cost)
+                result = await op(self._shared)
             except (StorageError, RedisError, OSError) as exc:
                 self._gate.failed("ratelimit", exc)
             else:
                 self._gate.succeeded()
-                return quota
-        return await self._consume(self._memory, policy, limits, cost)
+                return result
+        return await op(self._memory)
 
-    async def _consume(
-        self,
-        limiter: SlidingWindowCounterRateLimiter,
-        policy: str,
-        limits: Sequence[Limit],
-        cost: int,
-    ) -> Quota:
-        # `hit` checks and charges atomically in Redis, so concurrent requests on any
-        # replica never pass a limit together. A later limit refusing leaves the earlier
-        # ones charged: the node pays for a batch its tenant's limit refused.
-        tightest: Quota | None = None
-        for limit in limits:
-            allowed = cost <= limit.item.amount and await limiter.hit(
-                limit.item, policy, limit.key, cost=cost
-            )
-            stats = await limiter.get_window_stats(limit.item, policy, limit.key)
-            quota = _quota(policy, limit.item, stats.remaining, stats.reset_time)
-            if not allowed:
-                refused = Quota(policy, quota.quota, quota.window, 0, max(1, quota.reset))
-                raise RateLimited(
-                    f"Rate limit {policy!r} reached; retry in {refused.reset} s.",
-                    headers=refused.headers(),
+    async def consume(self, policy: str, limits: Sequence[Limit], cost: int = 1) -> Quota:
+        """Charge `cost` to every limit; raise RateLimited (with headers) when one is spent.
+
+        `hit` checks and charges atomically in Redis, so concurrent requests on any
+        replica never pass a limit together. A later limit refusing leaves the earlier
+        ones charged: the node pays for a batch its tenant's limit refused.
+        """
+
+        async def op(limiter: SlidingWindowCounterRateLimiter) -> Quota:
+            tightest: Quota | None = None
+            for limit in limits:
+                allowed = cost <= limit.item.amount and await limiter.hit(
+                    limit.item, policy, limit.key, cost=cost
                 )
-            if tightest is None or quota.remaining < tightest.remaining:
-                tightest = quota
-        assert tightest is not None
-        return tightest
+                stats = await limiter.get_window_stats(limit.item, policy, limit.key)
+                quota = _quota(policy, limit.item, stats.remaining, stats.reset_time)
+                if not allowed:
+                    refused = Quota(policy, quota.quota, quota.window, 0, max(1, quota.reset))
+                    raise RateLimited(
+                        f"Rate limit {policy!r} reached; retry in {refused.reset} s.",
+                        headers=refused.headers(),
+                    )
+                if tightest is None or quota.remaining < tightest.remaining:
+                    tightest = quota
+            assert tightest is not None
+            return tightest
+
+        return await self._run(op)
 
     async def count(self, policy: str, limit: Limit) -> bool:
         """Charge one unit without refusing; True while still within the limit."""
-        if self._shared is not None and self._gate.usable:
-            try:
-                ok = await self._shared.hit(limit.item, policy, limit.key)
-            except (StorageError, RedisError, OSError) as exc:
-                self._gate.failed("ratelimit", exc)
-            else:
-                self._gate.succeeded()
-                return bool(ok)
-        return bool(await self._memory.hit(limit.item, policy, limit.key))
+        return await self._run(lambda lim: lim.hit(limit.item, policy, limit.key))
 
-    async def within(self, policy: str, limit: Limit) -> bool:
-        """Whether a limit still has room, charging nothing."""
-        if self._shared is not None and self._gate.usable:
-            try:
-                ok = await self._shared.test(limit.item, policy, limit.key)
-            except (StorageError, RedisError, OSError) as exc:
-                self._gate.failed("ratelimit", exc)
-            else:
-                self._gate.succeeded()
-                return bool(ok)
-        return bool(await self._memory.test(limit.item, policy, limit.key))
+    async def take(self, policy: str, limit: Limit, wanted: int) -> int:
+        """Charge up to `wanted` units; return how many the limit granted."""
+
+        async def op(limiter: SlidingWindowCounterRateLimiter) -> int:
+            stats = await limiter.get_window_stats(limit.item, policy, limit.key)
+            granted = max(0, min(wanted, stats.remaining))
+            if granted and not await limiter.hit(limit.item, policy, limit.key, cost=granted):
+                return 0
+            return granted
+
+        return await self._run(op)
+
+    async def take_all(self, policy: str, limits: Sequence[Limit]) -> bool:
+        """One unit from every limit, or none when any is spent."""
+
+        async def op(limiter: SlidingWindowCounterRateLimiter) -> bool:
+            for limit in limits:
+                if not await limiter.test(limit.item, policy, limit.key):
+                    return False
+            for limit in limits:
+                await limiter.hit(limit.item, policy, limit.key)
+            return True
+
+        return await self._run(op)
 
 
 def _quota(policy: str, item: RateLimitItem, remaining: int, reset_time: float) -> Quota:

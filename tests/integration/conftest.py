@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -37,7 +37,12 @@ async def make_admin_token(database_url: str, clock: ManualClock) -> str:
     try:
         async with conn.transaction():
             made = await create_api_token(
-                conn, to_datetime(clock()), "test", role="admin", scope=None, name="root",
+                conn,
+                to_datetime(clock()),
+                "test",
+                role="admin",
+                scope=None,
+                name="root",
                 expires_at=None,
             )
     finally:
@@ -52,4 +57,9 @@ async def hub(
     clock: ManualClock,
 ) -> AsyncIterator[Hub]:
     client = await aiohttp_client(create_app(hub_config, clock=clock))
-    yield Hub(client, await make_admin_token(hub_config.database_url, clock), clock)
+    yield Hub(
+        client,
+        await make_admin_token(hub_config.database_url, clock),
+        clock,
+        database_url=hub_config.database_url,
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, nodes, ops
+from . import admin, nodes, ops, signals
 
 
 def setup(app: web.Application) -> None:
-    for module in (ops, admin, nodes):
+    for module in (ops, admin, nodes, signals):
         app.router.add_routes(module.routes)

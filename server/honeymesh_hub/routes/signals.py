@@ -1,0 +1,58 @@
+"""POST /v1/signals (PROTOCOL.md section 6): gates in order, then the publish service."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .. import state
+from ..auth import authenticate_node
+from ..bodies import parse_json, read_body
+from ..errors import ValidationFailed
+from ..ratelimit import Limit, per_minute
+from ..services.publishing import PublishContext, publish
+from .common import json_response, now
+
+routes = web.RouteTableDef()
+
+
+def _envelopes(body: object, max_batch: int) -> list[object]:
+    """The batch's shape; each envelope itself is checked alone by the service."""
+    if not isinstance(body, dict) or set(body) != {"envelopes"}:
+        detail = 'the body is {"envelopes": [...]} and nothing else'
+        raise ValidationFailed(detail, errors=[{"pointer": "", "detail": detail}])
+    envelopes = body["envelopes"]
+    if not isinstance(envelopes, list) or not 1 <= len(envelopes) <= max_batch:
+        detail = f"envelopes must be an array of 1 to {max_batch} envelopes"
+        raise ValidationFailed(detail, errors=[{"pointer": "/envelopes", "detail": detail}])
+    return envelopes
+
+
+@routes.post("/v1/signals")
+async def post_signals(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    raw = await read_body(request)
+    caller = await authenticate_node(request, raw, "publish")
+    limits = caller.identity.tenant.limits
+    envelopes = _envelopes(parse_json(request, raw), limits["max_batch"])
+    quota = await app[state.LIMITER].consume(
+        "publish",
+        [
+            Limit(per_minute(limits["publish_per_minute"]), f"node:{caller.node_id}"),
+            Limit(per_minute(limits["tenant_publish_per_minute"]), f"tenant:{caller.tenant_id}"),
+        ],
+        cost=len(envelopes),
+    )
+    ctx = PublishContext(
+        pool=app[state.POOL],
+        directory=app[state.DIRECTORY],
+        limiter=app[state.LIMITER],
+        metrics=app[state.METRICS],
+        policy=app[state.CONFIG].policy,
+        now=now(request),
+    )
+    results = await publish(ctx, caller, envelopes)
+    app[state.METRICS].publish_latency.observe(time.perf_counter() - started)
+    return json_response({"results": results}, status=202, headers=quota.headers())

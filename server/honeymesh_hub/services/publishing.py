@@ -1,0 +1,382 @@
+"""Publishing (PROTOCOL.md sections 6 and 7): verify, validate, store, decide, commit.
+
+A bad envelope is refused alone, by the first check that fails, in the protocol's
+order: validation_failed (envelope), foreign_key, invalid_envelope_signature,
+duplicate, validation_failed (payload), too_broad, reserved_range, rate_limited.
+Everything accepted is committed before the 202 leaves, in one transaction with the
+candidate changes, decisions, audit entries and feed events it causes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from honeymesh_client.protocol import dsse, ijson
+from honeymesh_client.protocol.errors import ProtocolError
+
+from ..addresses import is_broad
+from ..auth import KeyDirectory, NodeCaller
+from ..clock import rfc3339
+from ..config import PolicyConfig
+from ..entitlements import effective_limits
+from ..metrics import Metrics
+from ..policy import CandidateFacts, Corroboration, Move, decide, wants_corroboration
+from ..ratelimit import Limit, RateLimiter, per_day
+from ..store import signals as signal_store
+from ..store.signals import AppliedMove, SignalRow
+from ..validation import Refusal, Signal, validate_signal
+
+log = logging.getLogger("honeymesh.publish")
+
+_RETRIES = 3
+
+
+@dataclass(slots=True)
+class PublishContext:
+    pool: Any
+    directory: KeyDirectory
+    limiter: RateLimiter
+    metrics: Metrics
+    policy: PolicyConfig
+    now: datetime
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Accepted so far: awaiting the store's verdict (stored or duplicate)."""
+
+    index: int
+    row: SignalRow
+
+
+@dataclass(slots=True)
+class _Batch:
+    results: list[dict[str, Any] | None]
+    pending: list[_Pending] = field(default_factory=list)
+    refused_payloads: list[tuple[int, Refusal, uuid.UUID | None]] = field(default_factory=list)
+
+
+def _refusal(signal_id: str | None, code: str, detail: str, pointer: str | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "detail": detail}
+    if pointer is not None:
+        error["pointer"] = pointer
+    return {"id": signal_id, "status": "rejected", "error": error}
+
+
+def _payload_id(payload: bytes) -> uuid.UUID | None:
+    """The id a refused payload claims, to tell a retry (duplicate) from a bad signal."""
+    try:
+        obj = ijson.loads(payload)
+        return uuid.UUID(obj["id"]) if isinstance(obj, dict) else None
+    except (ProtocolError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+async def _usable_key(ctx: PublishContext, caller: NodeCaller, keyid: str) -> bytes | None:
+    """The caller's key with this id, current or in its grace period (else foreign)."""
+    if keyid == caller.keyid:
+        return caller.identity.public_key
+    found = await ctx.directory.get(keyid)
+    if found is None or found.node_id != caller.node_id or not found.key_usable(ctx.now):
+        return None
+    return found.public_key
+
+
+def _row(signal: Signal, caller: NodeCaller, keyid: str, payload: bytes, sig: bytes) -> SignalRow:
+    mesh = signal.share == "mesh"
+    tenant_id = caller.tenant_id
+    return SignalRow(
+        id=uuid.uuid4(),
+        signal_uuid=signal.id,
+        keyid=keyid,
+        indicator_type=signal.indicator.type,
+        indicator_value=signal.indicator.value,
+        network=signal.indicator.network,
+        scope="mesh" if mesh else "tenant",
+        scope_tenant_id=None if mesh else tenant_id,
+        scope_key="mesh" if mesh else str(tenant_id),
+        payload=payload,
+        sig=sig,
+        scenario=signal.scenario,
+        confidence=signal.confidence,
+        ttl_seconds=signal.ttl_seconds,
+        observed_at=signal.observed_at,
+    )
+
+
+async def _check_envelopes(
+    ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any]
+) -> _Batch:
+    batch = _Batch(results=[None] * len(envelopes))
+    seen: set[uuid.UUID] = set()
+    for i, obj in enumerate(envelopes):
+        at = f"/envelopes/{i}"
+        try:
+            env = dsse.parse_envelope(obj)
+        except ProtocolError as exc:
+            batch.results[i] = _refusal(None, exc.code, exc.detail, at + (exc.pointer or ""))
+            continue
+        public_key = await _usable_key(ctx, caller, env.keyid)
+        if public_key is None:
+            batch.results[i] = _refusal(
+                None,
+                "foreign_key",
+                "The keyid is not a current key of the publishing node.",
+                at + "/signatures/0/keyid",
+            )
+            continue
+        try:
+            payload = dsse.verify_envelope(env, public_key)
+        except ProtocolError as exc:
+            batch.results[i] = _refusal(None, exc.code, exc.detail, at + "/signatures/0/sig")
+            continue
+        outcome = validate_signal(payload, caller_node_id=caller.node_id, now=ctx.now)
+        if isinstance(outcome, Refusal):
+            batch.refused_payloads.append((i, outcome, _payload_id(payload)))
+            continue
+        if outcome.id in seen:
+            batch.results[i] = {"id": str(outcome.id), "status": "duplicate"}
+            continue
+        seen.add(outcome.id)
+        batch.pending.append(_Pending(i, _row(outcome, caller, env.keyid, payload, env.sig)))
+    return batch
+
+
+async def _refuse_payloads(conn: Any, caller: NodeCaller, batch: _Batch) -> None:
+    """Refused payloads whose (node, id) is already stored answer `duplicate` (it comes
+    first in the protocol's order); the rest keep their refusal."""
+    claimed = [pid for _, _, pid in batch.refused_payloads if pid is not None]
+    stored = await signal_store.stored_ids(conn, caller.node_id, claimed) if claimed else set()
+    for i, refusal, pid in batch.refused_payloads:
+        if pid is not None and pid in stored:
+            batch.results[i] = {"id": str(pid), "status": "duplicate"}
+        else:
+            batch.results[i] = _refusal(
+                str(pid) if pid else None,
+                refusal.code,
+                refusal.detail,
+                f"/envelopes/{i}/payload{refusal.pointer}",
+            )
+
+
+async def _limit_new_candidates(
+    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: _Batch
+) -> None:
+    """Past `new_candidates_per_day`, an envelope that would open a new candidate is
+    refused alone with `rate_limited` (PROTOCOL.md section 4)."""
+    if not batch.pending:
+        return
+    keys = list(dict.fromkeys((p.row.indicator_value, p.row.scope_key) for p in batch.pending))
+    existing = await signal_store.existing_keys(conn, keys)
+    new = [k for k in keys if k not in existing]
+    if not new:
+        return
+    allowed = caller.identity.tenant.limits["new_candidates_per_day"]
+    granted = await ctx.limiter.take(
+        "new_candidates", Limit(per_day(allowed), str(caller.tenant_id)), len(new)
+    )
+    refused = set(new[granted:])
+    if not refused:
+        return
+    kept: list[_Pending] = []
+    for p in batch.pending:
+        if (p.row.indicator_value, p.row.scope_key) in refused:
+            batch.results[p.index] = _refusal(
+                str(p.row.signal_uuid),
+                "rate_limited",
+                "The tenant's new_candidates_per_day is spent; this signal would open a new"
+                " candidate.",
+                None,
+            )
+        else:
+            kept.append(p)
+    batch.pending = kept
+
+
+def _facts(row: Any, caller: NodeCaller) -> CandidateFacts:
+    return CandidateFacts(
+        state=row["state"],
+        origin=row["origin"],
+        reviewer_locked=row["reviewer_locked"],
+        broad=is_broad(row["network"]),
+        allowlisted=row["allowlisted"],
+        expires_at=row["expires_at"],
+        expiry_cap=row["expiry_cap"],
+        decided_at=row["decided_at"],
+        max_ttl_seconds=row["max_ttl_seconds"],
+        reporters=row["reporters"],
+        tenants=row["tenants"],
+        batch_max_ttl=row["batch_max_ttl"],
+        batch_max_confidence=row["batch_max_confidence"],
+        caller_trusted=caller.identity.trusted,
+    )
+
+
+def feed_entry(row: Any, move: Move, now: datetime) -> dict[str, Any]:
+    """The feed's view of a candidate as this move leaves it (PROTOCOL.md section 8)."""
+    entry: dict[str, Any] = {
+        "id": str(row["candidate_id"]),
+        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
+        "scope": row["scope"],
+    }
+    if row["scope_tenant_id"] is not None:
+        entry["tenant_id"] = str(row["scope_tenant_id"])
+    if move.to_state != "approved":
+        return entry
+    approved_at = now if move.action == "approve" else row["approved_at"]
+    entry.update(
+        scenarios=list(row["scenarios"]),
+        confidence=row["max_confidence"],
+        reporters=row["reporters"],
+        approved_at=rfc3339(approved_at),
+        expires_at=rfc3339(move.expires_at),
+        origin=move.origin or row["origin"],
+    )
+    return entry
+
+
+async def _within_caps(
+    ctx: PublishContext, conn: Any, caller: NodeCaller, move: Move, tenant_ids: list[uuid.UUID]
+) -> bool:
+    """Charge the daily cap a rule-made approval spends; False when one is spent."""
+    if move.origin == "trusted":
+        cap = caller.identity.tenant.limits["trusted_approvals_per_day"]
+        limits = [Limit(per_day(cap), str(caller.node_id))]
+        policy = "trusted_approvals"
+    else:
+        rows = await signal_store.tenant_limits(conn, tenant_ids)
+        limits = [
+            Limit(
+                per_day(effective_limits(r["plan"], r["limits"])["auto_approvals_per_day"]),
+                str(r["tenant_id"]),
+            )
+            for r in rows
+        ]
+        policy = "auto_approvals"
+    return await ctx.limiter.take_all(policy, limits)
+
+
+async def _moves(
+    ctx: PublishContext, conn: Any, caller: NodeCaller, stored: list[Any]
+) -> tuple[list[AppliedMove], dict[uuid.UUID, str]]:
+    by_candidate: dict[uuid.UUID, Any] = {}
+    for row in stored:
+        by_candidate.setdefault(row["candidate_id"], row)
+    facts = {cid: _facts(row, caller) for cid, row in by_candidate.items()}
+    wanted = [
+        (row["indicator_value"], row["scope_key"])
+        for cid, row in by_candidate.items()
+        if wants_corroboration(facts[cid], ctx.now, ctx.policy)
+    ]
+    counts = (
+        await signal_store.corroboration(
+            conn,
+            wanted,
+            signal_store.window_start(ctx.now, ctx.policy.corroboration_window_seconds),
+        )
+        if wanted
+        else {}
+    )
+    applied: list[AppliedMove] = []
+    final_state: dict[uuid.UUID, str] = {}
+    for cid, row in by_candidate.items():
+        key = (row["indicator_value"], row["scope_key"])
+        nodes, tenant_ids = counts.get(key, (0, []))
+        corroboration = Corroboration(nodes, len(tenant_ids)) if key in counts else None
+        state = row["state"]
+        for move in decide(facts[cid], corroboration, ctx.now, ctx.policy):
+            if move.action == "approve" and not await _within_caps(
+                ctx, conn, caller, move, tenant_ids
+            ):
+                ctx.metrics.auto_decisions.labels(f"{move.rule}_capped").inc()
+                move = Move("defer", "pending", reason="daily cap reached", rule=move.rule)
+            elif move.rule is not None and move.action != "extend":
+                ctx.metrics.auto_decisions.labels(move.rule).inc()
+            applied.append(_applied(row, move, state, ctx.now))
+            state = move.to_state
+        final_state[cid] = state
+    return applied, final_state
+
+
+def _applied(row: Any, move: Move, from_state: str, now: datetime) -> AppliedMove:
+    feed_kind: str | None = None
+    feed_reason: str | None = None
+    if move.to_state == "approved":
+        feed_kind = "added"
+    elif from_state == "approved":
+        feed_kind, feed_reason = "removed", "retracted"
+    return AppliedMove(
+        candidate_id=row["candidate_id"],
+        action=move.action,
+        from_state=from_state,
+        to_state=move.to_state,
+        origin=move.origin,
+        expires_at=move.expires_at,
+        reason=move.reason,
+        actor=f"rule:{move.rule}" if move.rule else "hub",
+        rule=move.rule,
+        feed_kind=feed_kind,
+        feed_reason=feed_reason,
+        scope_key=row["scope_key"],
+        entry=feed_entry(row, move, now) if feed_kind else None,
+        target=f"candidate:{row['candidate_id']}",
+    )
+
+
+async def publish(
+    ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any]
+) -> list[dict[str, Any]]:
+    batch = await _check_envelopes(ctx, caller, envelopes)
+    async with ctx.pool.acquire() as conn:
+        if batch.refused_payloads:
+            await _refuse_payloads(conn, caller, batch)
+        await _limit_new_candidates(ctx, conn, caller, batch)
+        stored: list[Any] = []
+        final_state: dict[uuid.UUID, str] = {}
+        for attempt in range(_RETRIES):
+            try:
+                async with conn.transaction():
+                    stored = (
+                        await signal_store.store(
+                            conn,
+                            [p.row for p in batch.pending],
+                            node_id=caller.node_id,
+                            tenant_id=caller.tenant_id,
+                            now=ctx.now,
+                            qualify_confidence=ctx.policy.corroboration_min_confidence,
+                        )
+                        if batch.pending
+                        else []
+                    )
+                    moves, final_state = await _moves(ctx, conn, caller, stored)
+                    await signal_store.apply_moves(conn, moves, ctx.now)
+                break
+            except asyncpg.DeadlockDetectedError:
+                if attempt == _RETRIES - 1:
+                    raise
+                log.warning("publish deadlock; retrying")
+    by_uuid = {row["signal_uuid"]: row for row in stored}
+    for p in batch.pending:
+        row = by_uuid.get(p.row.signal_uuid)
+        if row is None:
+            batch.results[p.index] = {"id": str(p.row.signal_uuid), "status": "duplicate"}
+        else:
+            batch.results[p.index] = {
+                "id": str(p.row.signal_uuid),
+                "status": "accepted",
+                "candidate_id": str(row["candidate_id"]),
+                "candidate_state": final_state.get(row["candidate_id"], row["state"]),
+            }
+    results = [r for r in batch.results if r is not None]
+    assert len(results) == len(envelopes)
+    for r in results:
+        outcome = r["status"] if r["status"] != "rejected" else r["error"]["code"]
+        ctx.metrics.signals.labels(outcome).inc()
+    return results

@@ -1,0 +1,322 @@
+"""Signals and candidates: the publish path's SQL, set-based and constant.
+
+A batch costs a bounded number of statements whatever its size: one to find which
+signals would open new candidates, one to store signals and fold them into their
+candidates, at most one to read corroboration, one to apply the moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    """One verified, validated signal ready to store."""
+
+    id: UUID
+    signal_uuid: UUID
+    keyid: str
+    indicator_type: str
+    indicator_value: str
+    network: IPv4Network | IPv6Network
+    scope: str
+    scope_tenant_id: UUID | None
+    scope_key: str
+    payload: bytes
+    sig: bytes
+    scenario: str
+    confidence: int
+    ttl_seconds: int
+    observed_at: datetime
+
+
+async def existing_keys(conn: Any, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT indicator_value, scope_key FROM candidates"
+        " WHERE (indicator_value, scope_key) IN"
+        " (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["indicator_value"], r["scope_key"]) for r in rows}
+
+
+async def stored_ids(conn: Any, node_id: UUID, signal_uuids: Sequence[UUID]) -> set[UUID]:
+    rows = await conn.fetch(
+        "SELECT signal_uuid FROM signals WHERE node_id = $1 AND signal_uuid = any($2::uuid[])",
+        node_id,
+        list(signal_uuids),
+    )
+    return {r["signal_uuid"] for r in rows}
+
+
+# Store the signals (a retry of a stored (node, id) inserts nothing), record their
+# node and tenant as reporters, and fold them into their candidates. The candidate
+# upsert takes each candidate's row lock in sorted order (no deadlocks between
+# batches); counts are increments of what this statement newly inserted, applied
+# to the latest row version, so concurrent publishes count exactly.
+_STORE_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::cidr[], $7::text[], $8::uuid[], $9::text[], $10::bytea[],
+                         $11::bytea[], $12::text[], $13::int[], $14::int[], $15::timestamptz[])
+        AS t(id, signal_uuid, keyid, ind_type, ind_value, network, scope, scope_tenant_id,
+             scope_key, payload, sig, scenario, confidence, ttl, observed_at)
+),
+ins AS (
+    INSERT INTO signals (id, node_id, signal_uuid, tenant_id, keyid, indicator_value, scope_key,
+                         payload, sig, scenario, confidence, ttl_seconds, observed_at,
+                         received_at)
+    SELECT id, $16, signal_uuid, $17, keyid, ind_value, scope_key, payload, sig, scenario,
+           confidence, ttl, observed_at, $18
+    FROM input
+    ON CONFLICT (node_id, signal_uuid) DO NOTHING
+    RETURNING id, signal_uuid, indicator_value, scope_key, scenario, confidence, ttl_seconds
+),
+agg AS (
+    SELECT indicator_value, scope_key, count(*) AS n,
+           array_agg(DISTINCT scenario ORDER BY scenario) AS scenarios,
+           max(confidence) AS max_conf, max(ttl_seconds) AS max_ttl,
+           bool_or(confidence >= $19) AS qualifies
+    FROM ins GROUP BY indicator_value, scope_key
+),
+rep AS (
+    INSERT INTO candidate_reporters AS r (indicator_value, scope_key, node_id, tenant_id,
+                                          qualified_at)
+    SELECT indicator_value, scope_key, $16, $17, CASE WHEN qualifies THEN $18::timestamptz END
+    FROM agg ORDER BY indicator_value, scope_key
+    ON CONFLICT (indicator_value, scope_key, node_id) DO UPDATE
+        SET qualified_at = coalesce(EXCLUDED.qualified_at, r.qualified_at)
+    RETURNING indicator_value, scope_key, (xmax = 0) AS is_new
+),
+ten AS (
+    INSERT INTO candidate_tenants (indicator_value, scope_key, tenant_id)
+    SELECT indicator_value, scope_key, $17 FROM agg ORDER BY indicator_value, scope_key
+    ON CONFLICT DO NOTHING
+    RETURNING indicator_value, scope_key
+),
+meta AS (
+    SELECT DISTINCT ON (ind_value, scope_key) ind_value, scope_key, ind_type, network, scope,
+           scope_tenant_id
+    FROM input ORDER BY ind_value, scope_key
+),
+cand AS (
+    INSERT INTO candidates AS c (id, indicator_type, indicator_value, network, scope,
+        scope_tenant_id, scope_key, scenarios, reporters, tenants, signal_count,
+        max_confidence, max_ttl_seconds, first_seen, last_seen, created_at, updated_at)
+    SELECT gen_random_uuid(), m.ind_type, a.indicator_value, m.network, m.scope,
+           m.scope_tenant_id, a.scope_key, a.scenarios,
+           (SELECT count(*) FROM rep WHERE rep.indicator_value = a.indicator_value
+                AND rep.scope_key = a.scope_key AND rep.is_new),
+           (SELECT count(*) FROM ten WHERE ten.indicator_value = a.indicator_value
+                AND ten.scope_key = a.scope_key),
+           a.n, a.max_conf, a.max_ttl, $18, $18, $18, $18
+    FROM agg a JOIN meta m ON m.ind_value = a.indicator_value AND m.scope_key = a.scope_key
+    ORDER BY a.indicator_value, a.scope_key
+    ON CONFLICT (indicator_value, scope_key) DO UPDATE SET
+        scenarios = ARRAY(SELECT DISTINCT s FROM unnest(c.scenarios || EXCLUDED.scenarios) AS s
+                          ORDER BY s),
+        reporters = c.reporters + EXCLUDED.reporters,
+        tenants = c.tenants + EXCLUDED.tenants,
+        signal_count = c.signal_count + EXCLUDED.signal_count,
+        max_confidence = greatest(c.max_confidence, EXCLUDED.max_confidence),
+        max_ttl_seconds = greatest(c.max_ttl_seconds, EXCLUDED.max_ttl_seconds),
+        last_seen = EXCLUDED.last_seen,
+        updated_at = EXCLUDED.updated_at
+    RETURNING c.*
+)
+SELECT i.signal_uuid, c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope,
+       c.scope_tenant_id, c.scope_key, c.network, c.state, c.origin, c.scenarios, c.reporters,
+       c.tenants, c.signal_count, c.max_confidence, c.max_ttl_seconds, c.first_seen,
+       c.last_seen, c.expires_at, c.expiry_cap, c.approved_at, c.decided_at, c.reviewer_locked,
+       a.max_ttl AS batch_max_ttl, a.max_conf AS batch_max_confidence,
+       EXISTS (SELECT 1 FROM allowlist al WHERE al.cidr && c.network) AS allowlisted
+FROM ins i
+JOIN cand c ON c.indicator_value = i.indicator_value AND c.scope_key = i.scope_key
+JOIN agg a ON a.indicator_value = i.indicator_value AND a.scope_key = i.scope_key
+"""
+
+
+async def store(
+    conn: Any,
+    rows: Sequence[SignalRow],
+    *,
+    node_id: UUID,
+    tenant_id: UUID,
+    now: datetime,
+    qualify_confidence: int,
+) -> list[Any]:
+    """Store signals and fold them into candidates; one row per newly stored signal."""
+    ordered = sorted(rows, key=lambda r: (r.indicator_value, r.scope_key))
+    result: list[Any] = await conn.fetch(
+        _STORE_SQL,
+        [r.id for r in ordered],
+        [r.signal_uuid for r in ordered],
+        [r.keyid for r in ordered],
+        [r.indicator_type for r in ordered],
+        [r.indicator_value for r in ordered],
+        [r.network for r in ordered],
+        [r.scope for r in ordered],
+        [r.scope_tenant_id for r in ordered],
+        [r.scope_key for r in ordered],
+        [r.payload for r in ordered],
+        [r.sig for r in ordered],
+        [r.scenario for r in ordered],
+        [r.confidence for r in ordered],
+        [r.ttl_seconds for r in ordered],
+        [r.observed_at for r in ordered],
+        node_id,
+        tenant_id,
+        now,
+        qualify_confidence,
+    )
+    return result
+
+
+async def corroboration(
+    conn: Any, keys: Sequence[tuple[str, str]], since: datetime
+) -> dict[tuple[str, str], tuple[int, list[UUID]]]:
+    """Distinct live reporters with a qualifying signal since `since`, per candidate.
+
+    Read in its own statement, after the candidate's row lock is held, so it sees every
+    publish to that candidate that committed before ours (READ COMMITTED takes a new
+    snapshot per statement). Revoked nodes' signals do not count.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT r.indicator_value, r.scope_key, count(*) AS nodes,
+               array_agg(DISTINCT r.tenant_id) AS tenant_ids
+        FROM candidate_reporters r
+        JOIN nodes n ON n.id = r.node_id AND n.revoked_at IS NULL
+        WHERE (r.indicator_value, r.scope_key) IN
+              (SELECT * FROM unnest($1::text[], $2::text[]))
+          AND r.qualified_at > $3
+        GROUP BY r.indicator_value, r.scope_key
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        since,
+    )
+    return {
+        (r["indicator_value"], r["scope_key"]): (r["nodes"], list(r["tenant_ids"])) for r in rows
+    }
+
+
+async def tenant_limits(conn: Any, tenant_ids: Sequence[UUID]) -> list[Any]:
+    rows: list[Any] = await conn.fetch(
+        "SELECT id AS tenant_id, plan, limits FROM tenants WHERE id = any($1::uuid[])",
+        list(tenant_ids),
+    )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMove:
+    """A state change to write, with its decision, audit and feed rows."""
+
+    candidate_id: UUID
+    action: str
+    from_state: str
+    to_state: str
+    origin: str | None
+    expires_at: datetime | None
+    reason: str | None
+    actor: str
+    rule: str | None
+    feed_kind: str | None  # added | removed | None
+    feed_reason: str | None
+    scope_key: str
+    entry: dict[str, Any] | None
+    target: str
+
+
+# Apply moves in one statement: candidate rows, decisions, audit entries and feed
+# events together. Moves on one candidate arrive in order and are folded to their
+# final state by the service before this runs.
+_APPLY_SQL = """
+WITH m AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::int[])
+        AS t(candidate_id, action, from_state, to_state, origin, expires_at, reason, actor,
+             rule, feed_kind, feed_reason, scope_key, entry, target, ord)
+),
+last AS (
+    SELECT DISTINCT ON (candidate_id) * FROM m ORDER BY candidate_id, ord DESC
+),
+upd AS (
+    UPDATE candidates c SET
+        state = last.to_state,
+        origin = CASE WHEN last.to_state = 'approved' THEN coalesce(last.origin, c.origin)
+                      WHEN last.to_state = 'pending' THEN NULL ELSE c.origin END,
+        expires_at = CASE WHEN last.to_state = 'approved' THEN last.expires_at
+                          WHEN last.to_state = 'pending' THEN NULL ELSE c.expires_at END,
+        expiry_cap = CASE WHEN last.to_state = 'pending' THEN NULL ELSE c.expiry_cap END,
+        approved_at = CASE WHEN last.action = 'approve' THEN $16
+                           WHEN last.to_state = 'pending' THEN NULL ELSE c.approved_at END,
+        decided_at = CASE WHEN last.action IN ('approve', 'reject') THEN $16
+                          ELSE c.decided_at END,
+        reason = CASE WHEN last.action IN ('approve', 'reject') THEN last.reason
+                      ELSE c.reason END,
+        updated_at = $16
+    FROM last WHERE c.id = last.candidate_id
+    RETURNING c.id
+),
+dec AS (
+    INSERT INTO decisions (id, candidate_id, action, from_state, to_state, origin, actor,
+                           reason, time)
+    SELECT gen_random_uuid(), candidate_id, action, from_state, to_state, origin, actor,
+           coalesce(reason, rule), $16
+    FROM m WHERE action <> 'extend'
+    RETURNING 1
+),
+aud AS (
+    INSERT INTO audit_log (time, actor, action, target, reason, details)
+    SELECT $16, actor, 'candidate.' || action, target, coalesce(reason, rule),
+           jsonb_build_object('rule', rule, 'from', from_state, 'to', to_state,
+                              'origin', origin)
+    FROM m WHERE action <> 'extend' ORDER BY ord
+    RETURNING 1
+),
+feed AS (
+    INSERT INTO feed_log (candidate_id, kind, reason, scope_key, entry, time)
+    SELECT candidate_id, feed_kind, feed_reason, scope_key, entry, $16
+    FROM m WHERE feed_kind IS NOT NULL ORDER BY ord
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upd) AS updated
+"""
+
+
+async def apply_moves(conn: Any, moves: Sequence[AppliedMove], now: datetime) -> None:
+    if not moves:
+        return
+    await conn.execute(
+        _APPLY_SQL,
+        [m.candidate_id for m in moves],
+        [m.action for m in moves],
+        [m.from_state for m in moves],
+        [m.to_state for m in moves],
+        [m.origin for m in moves],
+        [m.expires_at for m in moves],
+        [m.reason for m in moves],
+        [m.actor for m in moves],
+        [m.rule for m in moves],
+        [m.feed_kind for m in moves],
+        [m.feed_reason for m in moves],
+        [m.scope_key for m in moves],
+        [m.entry for m in moves],
+        [m.target for m in moves],
+        list(range(len(moves))),
+        now,
+    )
+
+
+def window_start(now: datetime, seconds: int) -> datetime:
+    return now - timedelta(seconds=seconds)

@@ -1,0 +1,112 @@
+"""Publishing (PROTOCOL.md sections 6 and 7) against the real hub, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from tests.support import Hub, Node, envelope, publish, signal
+
+
+async def _rows(hub: Hub, sql: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(hub.database_url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_publish_accepts_and_creates_candidate(hub: Hub) -> None:
+    node = await hub.enroll()
+    payload = signal(node)
+    reply = await publish(node, payload)
+    assert reply.status == 202, reply.body
+    [result] = reply.body["results"]
+    assert result["status"] == "accepted"
+    assert result["id"] == payload["id"]
+    assert result["candidate_state"] == "pending"
+    assert reply.headers["RateLimit-Policy"] == '"publish";q=600;w=60'
+    assert reply.headers["RateLimit"].startswith('"publish";r=599;')
+    again = await publish(node, payload)
+    assert again.body["results"][0]["status"] == "duplicate"
+    rows = await _rows(hub, "SELECT reporters, signal_count FROM candidates")
+    assert [(r["reporters"], r["signal_count"]) for r in rows] == [(1, 1)]
+
+
+async def test_payload_bytes_kept_exactly(hub: Hub) -> None:
+    node = await hub.enroll()
+    raw = b'{"v":1, "id":"%s"}' % b"x"
+    payload = signal(node)
+    raw = (
+        b'{ "v" : 1 ,"id":"'
+        + payload["id"].encode()
+        + b'","node_id":"'
+        + node.node_id.encode()
+        + b'","observed_at":"'
+        + payload["observed_at"].encode()
+        + b'","indicator":{"type":"ip","value":"2001:DB8::0:1"},"scenario":"ssh/brute",'
+        b'"action":"blocked","mode":"test","confidence":75,"ttl_seconds":600,"share":"mesh"}'
+    )
+    reply = await node.request("POST", "/v1/signals", {"envelopes": [envelope(node, raw)]})
+    assert reply.body["results"][0]["status"] == "accepted", reply.body
+    [row] = await _rows(hub, "SELECT payload, indicator_value FROM signals")
+    assert bytes(row["payload"]) == raw
+    assert row["indicator_value"] == "2001:db8::1"
+
+
+async def test_eight_nodes_at_once_make_one_candidate(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    nodes = [await hub.enroll(tenant) for _ in range(8)]
+    replies = await asyncio.gather(*(publish(n, signal(n, confidence=50)) for n in nodes))
+    assert all(r.body["results"][0]["status"] == "accepted" for r in replies)
+    [row] = await _rows(hub, "SELECT reporters, tenants, signal_count, state FROM candidates")
+    assert (row["reporters"], row["tenants"], row["signal_count"]) == (8, 1, 8)
+    assert row["state"] == "pending"
+
+
+async def test_corroboration_across_tenants_auto_approves(hub: Hub) -> None:
+    t1, t2 = await hub.tenant(), await hub.tenant()
+    a, b, c = await hub.enroll(t1), await hub.enroll(t1), await hub.enroll(t2)
+    for node in (a, b):
+        reply = await publish(node, signal(node))
+        assert reply.body["results"][0]["candidate_state"] == "pending"
+    reply = await publish(c, signal(c))
+    assert reply.body["results"][0]["candidate_state"] == "approved", reply.body
+    [row] = await _rows(hub, "SELECT state, origin FROM candidates")
+    assert (row["state"], row["origin"]) == ("approved", "auto")
+    audit = await _rows(hub, "SELECT actor, action FROM audit_log WHERE action LIKE 'candidate.%'")
+    assert [(r["actor"], r["action"]) for r in audit] == [
+        ("rule:corroboration", "candidate.approve")
+    ]
+    feed = await _rows(hub, "SELECT kind, entry FROM feed_log")
+    assert [r["kind"] for r in feed] == ["added"]
+
+
+async def test_corroboration_within_one_tenant_does_not_approve(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    nodes = [await hub.enroll(tenant) for _ in range(4)]
+    for node in nodes:
+        reply = await publish(node, signal(node))
+        assert reply.body["results"][0]["candidate_state"] == "pending"
+
+
+async def test_trusted_node_auto_approves_its_own_signal(hub: Hub) -> None:
+    node: Node = await hub.enroll()
+    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    assert reply.status == 200
+    low = await publish(node, signal(node, "198.51.100.1", confidence=89))
+    assert low.body["results"][0]["candidate_state"] == "pending"
+    high = await publish(node, signal(node, "198.51.100.2", confidence=90))
+    assert high.body["results"][0]["candidate_state"] == "approved"
+    broad = await publish(
+        node, signal(node, confidence=95, indicator={"type": "cidr", "value": "198.51.0.0/16"})
+    )
+    assert broad.body["results"][0]["candidate_state"] == "pending"
+
+
+async def test_allowlisted_candidate_is_rejected(hub: Hub) -> None:
+    node = await hub.enroll()
+    reply = await publish(node, signal(node, "8.8.8.8"))
+    assert reply.body["results"][0]["candidate_state"] == "rejected"

@@ -110,3 +110,59 @@ async def test_allowlisted_candidate_is_rejected(hub: Hub) -> None:
     node = await hub.enroll()
     reply = await publish(node, signal(node, "8.8.8.8"))
     assert reply.body["results"][0]["candidate_state"] == "rejected"
+
+
+async def _corroborated(hub: Hub, value: str = "203.0.113.9") -> list[Node]:
+    t1, t2 = await hub.tenant(), await hub.tenant()
+    nodes = [await hub.enroll(t1), await hub.enroll(t1), await hub.enroll(t2)]
+    for node in nodes:
+        reply = await publish(node, signal(node, value))
+    assert reply.body["results"][0]["candidate_state"] == "approved"
+    return nodes
+
+
+async def test_allowlist_entry_retracts_active_decision(hub: Hub) -> None:
+    await _corroborated(hub, "203.0.113.9")
+    reply = await hub.call(
+        "POST", "/v1/admin/allowlist", {"cidr": "203.0.113.0/24", "reason": "partner"}
+    )
+    assert reply.status == 201, reply.body
+    [row] = await _rows(hub, "SELECT state, reason FROM candidates")
+    assert (row["state"], row["reason"]) == ("retracted", "allowlisted")
+    feed = await _rows(hub, "SELECT kind, reason FROM feed_log ORDER BY seq")
+    assert [(r["kind"], r["reason"]) for r in feed] == [("added", None), ("removed", "retracted")]
+
+
+async def test_revoking_a_corroborating_node_retracts_auto_decision(hub: Hub) -> None:
+    nodes = await _corroborated(hub)
+    reply = await hub.call("POST", f"/v1/admin/nodes/{nodes[2].node_id}/revoke")
+    assert reply.status == 200, reply.body
+    [row] = await _rows(hub, "SELECT state FROM candidates")
+    assert row["state"] == "retracted"
+    audit = await _rows(hub, "SELECT action FROM audit_log ORDER BY seq")
+    assert [r["action"] for r in audit][-2:] == ["node.revoke", "candidate.retract"]
+
+
+async def test_untrusting_a_node_retracts_its_trusted_decision(hub: Hub) -> None:
+    node = await hub.enroll()
+    await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    reply = await publish(node, signal(node, confidence=95))
+    assert reply.body["results"][0]["candidate_state"] == "approved"
+    await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": False})
+    [row] = await _rows(hub, "SELECT state FROM candidates")
+    assert row["state"] == "retracted"
+    # Retracted by a rule, not a reviewer: a new signal reopens it, and no rule holds.
+    again = await publish(node, signal(node, confidence=95))
+    assert again.body["results"][0]["candidate_state"] == "pending"
+
+
+async def test_approved_candidate_expiry_extended_within_auto_cap(hub: Hub) -> None:
+    nodes = await _corroborated(hub)
+    [before] = await _rows(hub, "SELECT expires_at FROM candidates")
+    hub.clock.advance(600)
+    await publish(nodes[0], signal(nodes[0], "203.0.113.9", ttl_seconds=2592000))
+    [after] = await _rows(hub, "SELECT expires_at, approved_at FROM candidates")
+    assert after["expires_at"] > before["expires_at"]
+    assert (after["expires_at"] - after["approved_at"]).total_seconds() == 600 + 86400
+    feed = await _rows(hub, "SELECT kind FROM feed_log ORDER BY seq")
+    assert [r["kind"] for r in feed] == ["added", "added"]

@@ -100,7 +100,12 @@ async def revoke_node(request: web.Request) -> web.Response:
         body = parse_json(request, raw)
         check("node-revoke", body)
     result = await admin.revoke_node(
-        request.app[state.POOL], now(request), actor, node_id, body.get("reason")
+        request.app[state.POOL],
+        now(request),
+        actor,
+        node_id,
+        body.get("reason"),
+        request.app[state.CONFIG].policy,
     )
     request.app[state.DIRECTORY].forget_node(node_id)
     return json_response(result)
@@ -112,7 +117,13 @@ async def patch_node(request: web.Request) -> web.Response:
     node_id = path_uuid(request, "node_id", "node")
     body = await json_body(request, "node-patch")
     result = await admin.set_node_trusted(
-        request.app[state.POOL], now(request), actor, node_id, body["trusted"], body.get("reason")
+        request.app[state.POOL],
+        now(request),
+        actor,
+        node_id,
+        body["trusted"],
+        body.get("reason"),
+        request.app[state.CONFIG].policy,
     )
     request.app[state.DIRECTORY].forget_node(node_id)
     return json_response(result)

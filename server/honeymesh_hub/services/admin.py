@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import views
+from ..config import PolicyConfig
+from . import decisions
 from ..clock import rfc3339
 from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound, ValidationFailed
@@ -245,8 +247,15 @@ async def list_nodes(pool: Any, tenant_id: uuid.UUID | None) -> dict[str, Any]:
 
 
 async def revoke_node(
-    pool: Any, now: datetime, actor: str, node_id: uuid.UUID, reason: str | None
+    pool: Any,
+    now: datetime,
+    actor: str,
+    node_id: uuid.UUID,
+    reason: str | None,
+    policy: PolicyConfig,
 ) -> dict[str, Any]:
+    """Revoke a node; its signals stop counting, and the rule-made approvals that no
+    longer hold are retracted before the answer (PROTOCOL.md section 4)."""
     async with pool.acquire() as conn, conn.transaction():
         if await node_store.get(conn, node_id, for_update=True) is None:
             raise NotFound("No such node.")
@@ -259,11 +268,18 @@ async def revoke_node(
             target=f"node:{node_id}",
             reason=reason,
         )
+        await decisions.revalidate_node(conn, node_id, now, policy, actor)
     return views.node(row)
 
 
 async def set_node_trusted(
-    pool: Any, now: datetime, actor: str, node_id: uuid.UUID, trusted: bool, reason: str | None
+    pool: Any,
+    now: datetime,
+    actor: str,
+    node_id: uuid.UUID,
+    trusted: bool,
+    reason: str | None,
+    policy: PolicyConfig,
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         if await node_store.get(conn, node_id, for_update=True) is None:
@@ -277,6 +293,8 @@ async def set_node_trusted(
             target=f"node:{node_id}",
             reason=reason,
         )
+        if not trusted:
+            await decisions.revalidate_node(conn, node_id, now, policy, actor)
     return views.node(row)
 
 
@@ -315,6 +333,7 @@ async def add_allowlist(
             reason=body["reason"],
             details={"cidr": str(cidr)},
         )
+        await decisions.apply_allowlist(conn, cidr, now, actor)
     return views.allowlist_entry(row)
 
 

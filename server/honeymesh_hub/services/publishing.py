@@ -23,7 +23,6 @@ from honeymesh_client.protocol.errors import ProtocolError
 
 from ..addresses import is_broad
 from ..auth import KeyDirectory, NodeCaller
-from ..clock import rfc3339
 from ..config import PolicyConfig
 from ..entitlements import effective_limits
 from ..metrics import Metrics
@@ -32,6 +31,7 @@ from ..ratelimit import Limit, RateLimiter, per_day
 from ..store import signals as signal_store
 from ..store.signals import AppliedMove, SignalRow
 from ..validation import Refusal, Signal, validate_signal
+from . import decisions
 
 log = logging.getLogger("honeymesh.publish")
 
@@ -219,29 +219,6 @@ def _facts(row: Any, caller: NodeCaller) -> CandidateFacts:
     )
 
 
-def feed_entry(row: Any, move: Move, now: datetime) -> dict[str, Any]:
-    """The feed's view of a candidate as this move leaves it (PROTOCOL.md section 8)."""
-    entry: dict[str, Any] = {
-        "id": str(row["candidate_id"]),
-        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
-        "scope": row["scope"],
-    }
-    if row["scope_tenant_id"] is not None:
-        entry["tenant_id"] = str(row["scope_tenant_id"])
-    if move.to_state != "approved":
-        return entry
-    approved_at = now if move.action == "approve" else row["approved_at"]
-    entry.update(
-        scenarios=list(row["scenarios"]),
-        confidence=row["max_confidence"],
-        reporters=row["reporters"],
-        approved_at=rfc3339(approved_at),
-        expires_at=rfc3339(move.expires_at),
-        origin=move.origin or row["origin"],
-    )
-    return entry
-
-
 async def _within_caps(
     ctx: PublishContext, conn: Any, caller: NodeCaller, move: Move, tenant_ids: list[uuid.UUID]
 ) -> bool:
@@ -299,35 +276,11 @@ async def _moves(
                 move = Move("defer", "pending", reason="daily cap reached", rule=move.rule)
             elif move.rule is not None and move.action != "extend":
                 ctx.metrics.auto_decisions.labels(move.rule).inc()
-            applied.append(_applied(row, move, state, ctx.now))
+            actor = f"rule:{move.rule}" if move.rule else "hub"
+            applied.append(decisions.applied(row, move, state, ctx.now, actor))
             state = move.to_state
         final_state[cid] = state
     return applied, final_state
-
-
-def _applied(row: Any, move: Move, from_state: str, now: datetime) -> AppliedMove:
-    feed_kind: str | None = None
-    feed_reason: str | None = None
-    if move.to_state == "approved":
-        feed_kind = "added"
-    elif from_state == "approved":
-        feed_kind, feed_reason = "removed", "retracted"
-    return AppliedMove(
-        candidate_id=row["candidate_id"],
-        action=move.action,
-        from_state=from_state,
-        to_state=move.to_state,
-        origin=move.origin,
-        expires_at=move.expires_at,
-        reason=move.reason,
-        actor=f"rule:{move.rule}" if move.rule else "hub",
-        rule=move.rule,
-        feed_kind=feed_kind,
-        feed_reason=feed_reason,
-        scope_key=row["scope_key"],
-        entry=feed_entry(row, move, now) if feed_kind else None,
-        target=f"candidate:{row['candidate_id']}",
-    )
 
 
 async def publish(

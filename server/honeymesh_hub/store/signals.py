@@ -262,7 +262,7 @@ upd AS (
                            WHEN last.to_state = 'pending' THEN NULL ELSE c.approved_at END,
         decided_at = CASE WHEN last.action IN ('approve', 'reject') THEN $16
                           ELSE c.decided_at END,
-        reason = CASE WHEN last.action IN ('approve', 'reject') THEN last.reason
+        reason = CASE WHEN last.action IN ('approve', 'reject', 'retract') THEN last.reason
                       ELSE c.reason END,
         updated_at = $16
     FROM last WHERE c.id = last.candidate_id

@@ -1,0 +1,55 @@
+"""Candidate reads for re-evaluation (allowlist additions, revoked or untrusted nodes).
+
+Rows carry the columns `services/decisions.py` needs to build moves and feed entries,
+and are locked, so the re-evaluation and the moves it causes are one atomic step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from .allowlist import Network
+
+_COLUMNS = (
+    "c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope, c.scope_tenant_id,"
+    " c.scope_key, c.state, c.origin, c.scenarios, c.reporters, c.max_confidence,"
+    " c.approved_at, c.expires_at"
+)
+
+
+async def overlapping_for_update(conn: Any, net: Network) -> list[Any]:
+    """Pending or approved candidates overlapping `net`, locked, in id order."""
+    rows: list[Any] = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM candidates c"
+        " WHERE c.network && $1::cidr AND c.state IN ('pending', 'approved')"
+        " ORDER BY c.id FOR UPDATE OF c",
+        net,
+    )
+    return rows
+
+
+async def rule_approved_reported_by(conn: Any, node_id: UUID) -> list[Any]:
+    """Approved `auto` or `trusted` candidates this node reported, locked."""
+    rows: list[Any] = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM candidates c"
+        " JOIN candidate_reporters r"
+        "   ON r.indicator_value = c.indicator_value AND r.scope_key = c.scope_key"
+        " WHERE r.node_id = $1 AND c.state = 'approved' AND c.origin IN ('auto', 'trusted')"
+        " ORDER BY c.id FOR UPDATE OF c",
+        node_id,
+    )
+    return rows
+
+
+async def trusted_support(conn: Any, indicator_value: str, scope_key: str, bar: int) -> bool:
+    """Whether a trusted, unrevoked node still has a signal at the trusted bar."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM signals s JOIN nodes n ON n.id = s.node_id"
+        " WHERE s.indicator_value = $1 AND s.scope_key = $2 AND s.confidence >= $3"
+        " AND n.trusted AND n.revoked_at IS NULL)",
+        indicator_value,
+        scope_key,
+        bar,
+    )
+    return found

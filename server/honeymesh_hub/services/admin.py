@@ -12,9 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import views
-from ..config import PolicyConfig
-from . import decisions
 from ..clock import rfc3339
+from ..config import PolicyConfig
 from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..store import allowlist as allowlist_store
@@ -24,6 +23,7 @@ from ..store import nodes as node_store
 from ..store import tenants as tenant_store
 from ..store import tokens as token_store
 from ..tokens import hash_token, new_token
+from . import decisions
 
 MAX_ENROLLMENT_TTL = 7 * 86400
 

@@ -49,5 +49,10 @@ async def metrics(request: web.Request) -> web.Response:
         addr.is_loopback or any(addr.version == n.version and addr in n for n in allowed)
     ):
         raise NotFound("No such resource.")
-    body = request.app[state.METRICS].render()
+    metrics_ = request.app[state.METRICS]
+    async with request.app[state.POOL].acquire() as conn:
+        depth = await conn.fetch("SELECT state, count(*) AS n FROM candidates GROUP BY state")
+    for row in depth:
+        metrics_.candidates.labels(row["state"]).set(row["n"])
+    body = metrics_.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

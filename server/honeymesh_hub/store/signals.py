@@ -234,6 +234,10 @@ class AppliedMove:
     scope_key: str
     entry: dict[str, Any] | None
     target: str
+    # A reviewer's reject or retract: automation never approves it again.
+    lock: bool = False
+    # A reviewer's ttl_seconds on approve: later extensions never pass it.
+    expiry_cap: datetime | None = None
 
 
 # Apply moves in one statement: candidate rows, decisions, audit entries and feed
@@ -243,9 +247,10 @@ _APPLY_SQL = """
 WITH m AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::int[])
+                         $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::int[],
+                         $17::bool[], $18::timestamptz[])
         AS t(candidate_id, action, from_state, to_state, origin, expires_at, reason, actor,
-             rule, feed_kind, feed_reason, scope_key, entry, target, ord)
+             rule, feed_kind, feed_reason, scope_key, entry, target, ord, lock, cap)
 ),
 last AS (
     SELECT DISTINCT ON (candidate_id) * FROM m ORDER BY candidate_id, ord DESC
@@ -257,7 +262,9 @@ upd AS (
                       WHEN last.to_state = 'pending' THEN NULL ELSE c.origin END,
         expires_at = CASE WHEN last.to_state = 'approved' THEN last.expires_at
                           WHEN last.to_state = 'pending' THEN NULL ELSE c.expires_at END,
-        expiry_cap = CASE WHEN last.to_state = 'pending' THEN NULL ELSE c.expiry_cap END,
+        expiry_cap = CASE WHEN last.action = 'approve' THEN last.cap
+                          WHEN last.to_state = 'pending' THEN NULL ELSE c.expiry_cap END,
+        reviewer_locked = c.reviewer_locked OR last.lock,
         approved_at = CASE WHEN last.action = 'approve' THEN $16
                            WHEN last.to_state = 'pending' THEN NULL ELSE c.approved_at END,
         decided_at = CASE WHEN last.action IN ('approve', 'reject') THEN $16
@@ -315,6 +322,8 @@ async def apply_moves(conn: Any, moves: Sequence[AppliedMove], now: datetime) ->
         [m.target for m in moves],
         list(range(len(moves))),
         now,
+        [m.lock for m in moves],
+        [m.expiry_cap for m in moves],
     )
 
 

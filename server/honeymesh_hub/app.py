@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -15,10 +19,16 @@ from .clock import Clock, system_clock, to_datetime
 from .config import Config
 from .metrics import Metrics
 from .middleware import hub_middleware
+from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
+from .services import expiry
 from .store import allowlist as allowlist_store
+from .store import feed as feed_store
 from .store.db import create_pool
+
+log = logging.getLogger("honeymesh.app")
+COMPACTION_SECONDS = 60
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
@@ -28,6 +38,9 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[state.METRICS] = Metrics()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_expiry_sweeper)
+    app.cleanup_ctx.append(_feed)
+    app.on_shutdown.append(_answer_waiters)
     routes.setup(app)
     return app
 
@@ -50,6 +63,53 @@ async def _seed_public_addresses(app: web.Application, pool: Any) -> None:
             await allowlist_store.insert(
                 conn, entry_id=uuid.uuid4(), cidr=net, reason="hub public address", now=now
             )
+
+
+async def _feed(app: web.Application) -> AsyncIterator[None]:
+    """The feed's listener, its cursor key, and the log's compaction."""
+    config = app[state.CONFIG]
+    async with app[state.POOL].acquire() as conn:
+        app[state.CURSOR_KEY] = bytes(
+            await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'cursor_mac'")
+        )
+    notifier = FeedNotifier(config.database_url)
+    notifier.start()
+    app[state.NOTIFIER] = notifier
+    compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
+    yield
+    compactor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await compactor
+    await notifier.close()
+
+
+async def _answer_waiters(app: web.Application) -> None:
+    """At SIGTERM, waiting feed requests answer their empty page at once (section 11)."""
+    await app[state.NOTIFIER].close()
+
+
+async def _compact_forever(app: web.Application) -> None:
+    retention = app[state.CONFIG].feed_retention_seconds
+    while True:
+        await asyncio.sleep(COMPACTION_SECONDS)
+        now = to_datetime(app[state.CLOCK]())
+        try:
+            async with app[state.POOL].acquire() as conn:
+                await feed_store.compact(conn, now - timedelta(seconds=retention))
+        except Exception:  # compaction retries next round; serving goes on
+            log.exception("feed compaction failed")
+
+
+async def _expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """The background expiry sweep (services/expiry.py), on the app's clock."""
+    task = asyncio.create_task(
+        expiry.run_forever(app[state.POOL], app[state.CLOCK], app[state.METRICS]),
+        name="expiry-sweeper",
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

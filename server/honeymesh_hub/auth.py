@@ -34,6 +34,8 @@ from .tokens import hash_token
 
 NONCE_TTL_SECONDS = 600
 FAILED_AUTH_PER_MINUTE = 30
+# RFC 9110 section 11.6.1: a 401 carries the challenge of the scheme it wants (RFC 6750).
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="honeymesh"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,12 @@ def _joined(headers: Any, name: str) -> str | None:
 
 
 def _verify_with(
-    request: web.Request, sig: signing.SignatureInput, public_key: bytes, body: bytes
+    request: web.Request,
+    sig: signing.SignatureInput,
+    public_key: bytes,
+    body: bytes,
+    *,
+    enrolled: bool,
 ) -> None:
     path, query = split_target(request)
     try:
@@ -145,6 +152,10 @@ def _verify_with(
             sig, request.method, path, query, request.headers.get("Content-Digest")
         )
         signing.verify_signature(sig, public_key, base)
+        # An enrolled node's valid signature is never refused by the failed-auth limit,
+        # even if the digest or the nonce fails next (PROTOCOL.md section 9).
+        if enrolled:
+            request[state.IDENTIFIED] = True
         if body or "content-digest" in sig.components:
             signing.check_content_digest(request.headers.get("Content-Digest"), body)
     except ProtocolError as exc:
@@ -170,9 +181,8 @@ async def authenticate_node(request: web.Request, body: bytes, feature: str | No
     now_dt = to_datetime(now)
     if identity is None or not identity.key_usable(now_dt):
         raise Unauthorized("The signing key is not known to this hub.", code="unknown_key")
-    _verify_with(request, sig, identity.public_key, body)
+    _verify_with(request, sig, identity.public_key, body, enrolled=True)
     await _spend_nonce(request, sig.keyid, sig.nonce, now)
-    request[state.IDENTIFIED] = True
     check_node(identity, now_dt, feature)
     caller = NodeCaller(identity)
     request[state.CALLER] = caller
@@ -191,7 +201,7 @@ async def authenticate_new_key(request: web.Request, body: bytes, public_key: by
             "The signature's keyid is not the id of the enrolled public key.",
             code="invalid_signature",
         )
-    _verify_with(request, sig, public_key, body)
+    _verify_with(request, sig, public_key, body, enrolled=False)
     await _spend_nonce(request, keyid, sig.nonce, now)
     return keyid
 
@@ -202,7 +212,7 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("A bearer token is required.")
+        raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
     async with request.app[state.POOL].acquire() as conn:
         row = await token_store.by_hash(conn, hash_token(token))
     now = to_datetime(now_of(request))
@@ -212,7 +222,7 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
         or row["revoked_at"] is not None
         or (row["expires_at"] is not None and row["expires_at"] <= now)
     ):
-        raise Unauthorized("The bearer token is unknown, revoked or expired.")
+        raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
     request[state.IDENTIFIED] = True
     caller = TokenCaller(
         token_id=row["id"],
@@ -269,6 +279,30 @@ def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, config: Config
     return any(addr.version == net.version and addr in net for net in config.trusted_proxies)
 
 
+def _failed_auth_limit(request: web.Request) -> Limit:
+    key = source_address(request, request.app[state.CONFIG])
+    return Limit(per_minute(FAILED_AUTH_PER_MINUTE), key)
+
+
+def _failed_auth_refusal() -> RateLimited:
+    return RateLimited(
+        "Too many failed authentications from this address; retry later.",
+        headers={"Retry-After": "60"},
+    )
+
+
+async def refuse_enrollment_past_failed_auth(request: web.Request) -> None:
+    """Past the failed-authentication limit, an address may not enroll at all.
+
+    An enrollment's signature proves only possession of a new key, so the limit refuses
+    enrollment requests outright, not only the failing ones (PROTOCOL.md section 9):
+    otherwise a 201 among 429s would still tell a token guesser it guessed right.
+    """
+    if not await request.app[state.LIMITER].within("authfail", _failed_auth_limit(request)):
+        request.app[state.METRICS].rate_limited.labels("authfail").inc()
+        raise _failed_auth_refusal()
+
+
 async def charge_failed_auth(request: web.Request) -> RateLimited | None:
     """Count a failed authentication for the source address; past 30 a minute, a 429.
 
@@ -277,14 +311,7 @@ async def charge_failed_auth(request: web.Request) -> RateLimited | None:
     if request.get(state.IDENTIFIED):
         return None
     app = request.app
-    key = source_address(request, app[state.CONFIG])
-    within = await app[state.LIMITER].count(
-        "authfail", Limit(per_minute(FAILED_AUTH_PER_MINUTE), key)
-    )
-    if within:
+    if await app[state.LIMITER].count("authfail", _failed_auth_limit(request)):
         return None
     app[state.METRICS].rate_limited.labels("authfail").inc()
-    return RateLimited(
-        "Too many failed authentications from this address; retry later.",
-        headers={"Retry-After": "60"},
-    )
+    return _failed_auth_refusal()

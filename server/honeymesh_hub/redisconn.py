@@ -38,6 +38,7 @@ class RedisGate:
         self._metrics = metrics
         self._retry_after = retry_after
         self._down_until = 0.0
+        self._local: dict[str, int] = {}
 
     @property
     def usable(self) -> bool:
@@ -87,6 +88,29 @@ class RedisGate:
             return None
         self.succeeded()
         return bool(created)
+
+    async def counter_add(self, key: str, delta: int, ttl_seconds: int) -> int:
+        """Add to a shared counter (per process while Redis is down); the new value.
+
+        The TTL bounds the damage of a replica that dies holding counts.
+        """
+        if self.client is not None and self.usable:
+            try:
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.incrby(self.prefix + key, delta)
+                    pipe.expire(self.prefix + key, ttl_seconds)
+                    value, _ = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                self.failed("counter", exc)
+            else:
+                self.succeeded()
+                return int(value)
+        value = self._local.get(key, 0) + delta
+        if value <= 0:
+            self._local.pop(key, None)
+        else:
+            self._local[key] = value
+        return value
 
     async def close(self) -> None:
         if self.client is not None:

@@ -12,6 +12,7 @@ from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .auth import Caller, KeyDirectory
+    from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
 
@@ -22,6 +23,8 @@ POOL: web.AppKey[Any] = web.AppKey("pool")
 REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
+NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
+CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")

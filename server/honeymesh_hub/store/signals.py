@@ -296,8 +296,14 @@ feed AS (
     SELECT candidate_id, feed_kind, feed_reason, scope_key, entry, $16
     FROM m WHERE feed_kind IS NOT NULL ORDER BY ord
     RETURNING 1
+),
+-- Delivered at commit to every replica's feed listener (notify.py).
+wake AS (
+    SELECT pg_notify('honeymesh_feed', string_agg(DISTINCT scope_key, ','))
+    FROM m WHERE feed_kind IS NOT NULL HAVING count(*) > 0
 )
-SELECT (SELECT count(*) FROM upd) AS updated
+SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM feed) AS events,
+       (SELECT count(*) FROM wake) AS woken
 """
 
 

@@ -1,0 +1,115 @@
+"""One LISTEN connection per process wakes the feed's waiting requests.
+
+A transaction that writes feed events runs `pg_notify('honeymesh_feed', scopes)`;
+PostgreSQL delivers it at commit to every replica's listener. Waiters register a
+future under each scope they may see; a notification resolves the futures of its
+scopes only, so a waiting node costs one future and no database polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger("honeymesh.notify")
+
+CHANNEL = "honeymesh_feed"
+_RECONNECT_SECONDS = 1.0
+
+
+def _resolver(future: asyncio.Future[None]) -> Any:
+    def resolve(_conn: Any) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return resolve
+
+
+class FeedNotifier:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._by_scope: dict[str, set[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def waiting(self) -> int:
+        return len({id(f) for futures in self._by_scope.values() for f in futures})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="feed-listener")
+
+    async def close(self) -> None:
+        """Wake every waiter (they answer their empty page) and stop listening."""
+        self._closing = True
+        self.wake_all()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait(self, scopes: Iterable[str], seconds: float) -> bool:
+        """Until news in one of `scopes`, or `seconds`; True when woken by news."""
+        if self._closing:
+            return False
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        keys = list(scopes)
+        for key in keys:
+            self._by_scope.setdefault(key, set()).add(future)
+        try:
+            await asyncio.wait_for(future, seconds)
+        except TimeoutError:
+            return False
+        finally:
+            for key in keys:
+                waiters = self._by_scope.get(key)
+                if waiters is not None:
+                    waiters.discard(future)
+                    if not waiters:
+                        del self._by_scope[key]
+        return not self._closing
+
+    def wake(self, scopes: Iterable[str]) -> None:
+        for key in scopes:
+            for future in self._by_scope.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    def wake_all(self) -> None:
+        self.wake(list(self._by_scope))
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.wake(payload.split(","))
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                try:
+                    await conn.add_listener(CHANNEL, self._on_notify)
+                    self.connected.set()
+                    # Anything committed while we were away: let every waiter look.
+                    self.wake_all()
+                    closed = asyncio.get_running_loop().create_future()
+                    conn.add_termination_listener(_resolver(closed))
+                    await closed
+                finally:
+                    self.connected.clear()
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect whatever broke the connection
+                log.warning("feed listener lost", extra={"fields": {"error": type(exc).__name__}})
+            self.wake_all()
+            await asyncio.sleep(_RECONNECT_SECONDS)

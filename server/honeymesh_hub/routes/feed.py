@@ -1,0 +1,66 @@
+"""GET /v1/feed and GET /v1/decisions/{id}/provenance (PROTOCOL.md section 8)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import state
+from ..auth import authenticate_node
+from ..bodies import read_body
+from ..errors import NotFound, RateLimited
+from ..ratelimit import Limit, per_minute
+from ..services import feed
+from .common import json_response, path_uuid, query_int
+
+routes = web.RouteTableDef()
+
+MAX_WAITING = 2
+
+
+def _context(app: web.Application) -> feed.FeedContext:
+    return feed.FeedContext(
+        pool=app[state.POOL],
+        notifier=app[state.NOTIFIER],
+        mac_key=app[state.CURSOR_KEY],
+        metrics=app[state.METRICS],
+    )
+
+
+@routes.get("/v1/feed")
+async def get_feed(request: web.Request) -> web.Response:
+    app = request.app
+    caller = await authenticate_node(request, await read_body(request), "pull")
+    limit = query_int(request, "limit", 1000, 1, 5000)
+    wait = query_int(request, "wait", 0, 0, 60)
+    cursor = request.query.get("cursor") or None
+    quota = await app[state.LIMITER].consume(
+        "pull",
+        [Limit(per_minute(caller.identity.tenant.limits["pull_per_minute"]), str(caller.node_id))],
+    )
+    headers = quota.headers()
+    if wait == 0:
+        page = await feed.read(_context(app), caller, cursor, limit, 0)
+        return json_response(page, headers=headers)
+    slots = app[state.REDIS]
+    key = f"w:{caller.node_id}"
+    held = await slots.counter_add(key, 1, ttl_seconds=120)
+    try:
+        if held > MAX_WAITING:
+            raise RateLimited(
+                f"A node holds at most {MAX_WAITING} waiting feed requests.",
+                headers={**headers, "Retry-After": "1"},
+            )
+        page = await feed.read(_context(app), caller, cursor, limit, float(wait))
+    finally:
+        await slots.counter_add(key, -1, ttl_seconds=120)
+    return json_response(page, headers=headers)
+
+
+@routes.get("/v1/decisions/{decision_id}/provenance")
+async def get_provenance(request: web.Request) -> web.Response:
+    caller = await authenticate_node(request, await read_body(request), "pull")
+    decision_id = path_uuid(request, "decision_id", "decision")
+    found = await feed.provenance(_context(request.app), caller, decision_id)
+    if found is None:
+        raise NotFound("No such decision.")
+    return json_response(found)

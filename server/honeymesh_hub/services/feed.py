@@ -1,0 +1,204 @@
+"""The feed (PROTOCOL.md section 8): snapshot pages, then deltas, with long-poll.
+
+A node sees `mesh` decisions when its tenant has `mesh`, and `tenant` decisions of
+its own tenant only: every query filters by the caller's scopes, computed from its
+current entitlement when the page is served. See store/feed.py for why a client
+following cursors can never skip an event.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from honeymesh_client.protocol.dsse import SIGNAL_PAYLOAD_TYPE
+
+from ..auth import NodeCaller
+from ..clock import rfc3339
+from ..cursor import CursorError, Position, decode, encode
+from ..errors import BadRequest, CursorExpired
+from ..metrics import Metrics
+from ..notify import FeedNotifier
+from ..store import feed as feed_store
+
+# While the listener is down, or events wait behind a running transaction, a waiter
+# looks again this often instead of trusting a notification to come.
+_RECHECK_SECONDS = 0.25
+
+
+@dataclass(slots=True)
+class FeedContext:
+    pool: Any
+    notifier: FeedNotifier
+    mac_key: bytes
+    metrics: Metrics
+
+
+def scopes_of(caller: NodeCaller) -> list[str]:
+    tenant = caller.identity.tenant
+    scopes = [str(tenant.tenant_id)]
+    if "mesh" in tenant.features:
+        scopes.append("mesh")
+    return scopes
+
+
+def _removed(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    return {"id": entry["id"], "indicator": entry["indicator"], "reason": reason or "retracted"}
+
+
+def _snapshot_entry(row: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": str(row["id"]),
+        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
+        "scope": row["scope"],
+    }
+    if row["scope_tenant_id"] is not None:
+        entry["tenant_id"] = str(row["scope_tenant_id"])
+    entry.update(
+        scenarios=list(row["scenarios"]),
+        confidence=row["max_confidence"],
+        reporters=row["reporters"],
+        approved_at=rfc3339(row["approved_at"]),
+        expires_at=rfc3339(row["expires_at"]),
+        origin=row["origin"],
+    )
+    return entry
+
+
+def _page(
+    cursor: str, more: bool, reset: bool, added: list[Any], removed: list[Any]
+) -> dict[str, Any]:
+    return {"cursor": cursor, "more": more, "reset": reset, "added": added, "removed": removed}
+
+
+async def _snapshot_page(
+    ctx: FeedContext, caller: NodeCaller, position: Position | None, limit: int
+) -> dict[str, Any]:
+    scopes = scopes_of(caller)
+    async with ctx.pool.acquire() as conn:
+        if position is None:
+            boundary = await feed_store.boundary(conn)
+            after: UUID | None = None
+        else:
+            boundary, after = position.xid, position.after
+            await _check_retained(conn, boundary, 0)
+        rows = await feed_store.snapshot(conn, scopes, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if more:
+        nxt = Position("snapshot", boundary, 0, rows[-1]["id"])
+    else:
+        # Everything that committed from a transaction older than the boundary is in
+        # the set just served; the deltas start at the boundary.
+        nxt = Position("delta", boundary, 0)
+    ctx.metrics.feed_events.labels("snapshot").inc(len(rows))
+    return _page(
+        encode(nxt, caller.node_id, ctx.mac_key),
+        more,
+        position is None,
+        [_snapshot_entry(r) for r in rows],
+        [],
+    )
+
+
+async def _check_retained(conn: Any, xid: int, seq: int) -> None:
+    low_xid, low_seq = await feed_store.watermark(conn)
+    if (xid, seq) < (low_xid, low_seq):
+        raise CursorExpired("The feed log behind this cursor was compacted; start again.")
+
+
+async def _delta_page(
+    ctx: FeedContext, caller: NodeCaller, position: Position, limit: int
+) -> tuple[dict[str, Any] | None, bool]:
+    """A page of changes, or None when nothing is new (and whether news is pending)."""
+    scopes = scopes_of(caller)
+    async with ctx.pool.acquire() as conn:
+        await _check_retained(conn, position.xid, position.seq)
+        xmin, pending, rows = await feed_store.delta(
+            conn, position.xid, position.seq, scopes, limit + 1
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return None, pending
+    # A full page ends at its last event; otherwise every visible event of a finished
+    # transaction (xid < xmin) has been served, so the next page starts at xmin.
+    last = rows[-1]
+    nxt = Position("delta", int(last["xid"]), last["seq"]) if more else Position("delta", xmin, 0)
+    # Within a page an id appears once, as it stands at the page's cursor.
+    latest: dict[UUID, Any] = {}
+    for row in rows:
+        latest.pop(row["candidate_id"], None)
+        latest[row["candidate_id"]] = row
+    added = [r["entry"] for r in latest.values() if r["kind"] == "added"]
+    removed = [_removed(r["entry"], r["reason"]) for r in latest.values() if r["kind"] == "removed"]
+    ctx.metrics.feed_events.labels("added").inc(len(added))
+    ctx.metrics.feed_events.labels("removed").inc(len(removed))
+    return _page(encode(nxt, caller.node_id, ctx.mac_key), more, False, added, removed), pending
+
+
+async def read(
+    ctx: FeedContext, caller: NodeCaller, cursor: str | None, limit: int, wait: float
+) -> dict[str, Any]:
+    if not cursor:
+        return await _snapshot_page(ctx, caller, None, limit)
+    try:
+        position = decode(cursor, caller.node_id, ctx.mac_key)
+    except CursorError as exc:
+        raise BadRequest(
+            f"The cursor is not valid for this node: {exc}.",
+            errors=[{"pointer": "/query/cursor", "detail": str(exc)}],
+        ) from None
+    if position.kind == "snapshot":
+        return await _snapshot_page(ctx, caller, position, limit)
+    deadline = time.monotonic() + wait
+    scopes = scopes_of(caller)
+    while True:
+        page, pending = await _delta_page(ctx, caller, position, limit)
+        if page is not None:
+            return page
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or ctx.notifier.closing:
+            return _page(cursor, False, False, [], [])
+        step = remaining
+        if pending or not ctx.notifier.connected.is_set():
+            step = min(remaining, _RECHECK_SECONDS)
+        ctx.metrics.feed_waiters.inc()
+        try:
+            await ctx.notifier.wait(scopes, step)
+        finally:
+            ctx.metrics.feed_waiters.dec()
+
+
+async def provenance(
+    ctx: FeedContext, caller: NodeCaller, candidate_id: UUID
+) -> dict[str, Any] | None:
+    async with ctx.pool.acquire() as conn:
+        candidate, signals = await feed_store.provenance(conn, candidate_id, scopes_of(caller))
+    if candidate is None:
+        return None
+    return {
+        "id": str(candidate["id"]),
+        "indicator": {"type": candidate["indicator_type"], "value": candidate["indicator_value"]},
+        "signals": [
+            {
+                "keyid": s["keyid"],
+                "node_id": str(s["node_id"]),
+                "received_at": rfc3339(s["received_at"]),
+                "envelope": envelope_of(bytes(s["payload"]), bytes(s["sig"]), s["keyid"]),
+            }
+            for s in signals
+        ],
+    }
+
+
+def envelope_of(payload: bytes, sig: bytes, keyid: str) -> dict[str, Any]:
+    """The envelope as published: the exact payload bytes and signature (base64)."""
+    return {
+        "payloadType": SIGNAL_PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode("ascii")}],
+    }

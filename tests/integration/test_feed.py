@@ -1,0 +1,230 @@
+"""The feed (PROTOCOL.md section 8): snapshot, deltas, visibility, cursors, long-poll,
+provenance. Real hub, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import asyncpg
+
+from honeymesh_client.protocol.dsse import parse_envelope, verify_envelope
+from honeymesh_hub import state
+from honeymesh_hub.store import feed as feed_store
+from tests.support import Hub, Node, publish, signal
+
+
+async def trusted(hub: Hub, tenant: str | None = None) -> Node:
+    node = await hub.enroll(tenant)
+    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    assert reply.status == 200
+    return node
+
+
+async def approve(node: Node, value: str, share: str = "mesh") -> str:
+    reply = await publish(node, signal(node, value, confidence=95, share=share))
+    [result] = reply.body["results"]
+    assert result["candidate_state"] == "approved", reply.body
+    return str(result["candidate_id"])
+
+
+async def pull_all(
+    node: Node, cursor: str | None = None, limit: int = 1000
+) -> tuple[dict[str, Any], str]:
+    """Follow pages until `more` is false; return the resulting set and the cursor."""
+    active: dict[str, Any] = {}
+    while True:
+        query = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        reply = await node.request("GET", "/v1/feed" + query)
+        assert reply.status == 200, reply.body
+        page = reply.body
+        if page["reset"]:
+            active.clear()
+        for item in page["removed"]:
+            active.pop(item["id"], None)
+        for item in page["added"]:
+            active[item["id"]] = item
+        cursor = page["cursor"]
+        if not page["more"]:
+            return active, cursor
+
+
+async def test_snapshot_pages_and_visibility_across_three_tenants(hub: Hub) -> None:
+    ta, tb, tc = await hub.tenant(), await hub.tenant(), await hub.tenant("enterprise")
+    a, b, c = await trusted(hub, ta), await trusted(hub, tb), await trusted(hub, tc)
+    mesh = [await approve(a, f"198.51.100.{i}") for i in range(5)]
+    own_b = await approve(b, "203.0.113.1", share="tenant")
+    own_c = await approve(c, "203.0.113.2", share="tenant")
+    seen_a, _ = await pull_all(a, limit=2)
+    assert set(seen_a) == set(mesh)
+    seen_b, _ = await pull_all(b, limit=4)
+    assert set(seen_b) == {*mesh, own_b}
+    seen_c, _ = await pull_all(c)
+    assert set(seen_c) == {*mesh, own_c}
+    first = (await a.request("GET", "/v1/feed?limit=2")).body
+    assert (first["reset"], first["more"], len(first["added"])) == (True, True, 2)
+    second = (await a.request("GET", f"/v1/feed?limit=2&cursor={first['cursor']}")).body
+    assert (second["reset"], second["more"]) == (False, True)
+    entry = seen_b[own_b]
+    assert entry["indicator"] == {"type": "ip", "value": "203.0.113.1"}
+    assert entry["origin"] == "trusted" and entry["scope"] == "tenant"
+    assert set(entry) >= {
+        "id",
+        "indicator",
+        "scope",
+        "scenarios",
+        "confidence",
+        "reporters",
+        "approved_at",
+        "expires_at",
+        "origin",
+    }
+
+
+async def test_deltas_after_approve_and_retract(hub: Hub) -> None:
+    node = await trusted(hub)
+    reader = await hub.enroll()
+    first = await approve(node, "198.51.100.1")
+    active, cursor = await pull_all(reader)
+    assert set(active) == {first}
+    second = await approve(node, "198.51.100.2")
+    reply = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.1", "reason": "x"})
+    assert reply.status == 201
+    page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
+    assert page["reset"] is False
+    assert [i["id"] for i in page["added"]] == [second]
+    assert page["removed"] == [
+        {"id": first, "indicator": {"type": "ip", "value": "198.51.100.1"}, "reason": "retracted"}
+    ]
+    empty = (await reader.request("GET", f"/v1/feed?cursor={page['cursor']}")).body
+    assert (empty["added"], empty["removed"], empty["more"]) == ([], [], False)
+
+
+async def test_an_id_appears_once_per_page(hub: Hub) -> None:
+    node = await trusted(hub)
+    reader = await hub.enroll()
+    _, cursor = await pull_all(reader)
+    cid = await approve(node, "198.51.100.7")
+    await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.7", "reason": "x"})
+    page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
+    assert page["added"] == []
+    assert [r["id"] for r in page["removed"]] == [cid]
+
+
+async def test_cursor_forged_altered_or_borrowed(hub: Hub) -> None:
+    a, b = await hub.enroll(), await hub.enroll()
+    _, cursor = await pull_all(a)
+    tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+    for bad in (tampered, "not-a-cursor", "A" * 40):
+        reply = await a.request("GET", f"/v1/feed?cursor={bad}")
+        assert (reply.status, reply.code) == (400, "validation_failed"), bad
+    borrowed = await b.request("GET", f"/v1/feed?cursor={cursor}")
+    assert (borrowed.status, borrowed.code) == (400, "validation_failed")
+
+
+async def test_compacted_cursor_answers_410(hub: Hub) -> None:
+    node = await trusted(hub)
+    reader = await hub.enroll()
+    _, cursor = await pull_all(reader)
+    await approve(node, "198.51.100.3")
+    conn = await asyncpg.connect(hub.database_url)
+    try:
+        assert (
+            await feed_store.compact(
+                conn, __import__("datetime").datetime.max.replace(tzinfo=__import__("datetime").UTC)
+            )
+            == 1
+        )
+    finally:
+        await conn.close()
+    reply = await reader.request("GET", f"/v1/feed?cursor={cursor}")
+    assert (reply.status, reply.code) == (410, "cursor_expired")
+    active, _ = await pull_all(reader)
+    assert len(active) == 1
+
+
+async def test_long_poll_wakes_on_approval(hub: Hub) -> None:
+    node = await trusted(hub)
+    reader = await hub.enroll()
+    _, cursor = await pull_all(reader)
+    waiting = asyncio.create_task(reader.request("GET", f"/v1/feed?wait=30&cursor={cursor}"))
+    notifier = hub.client.app[state.NOTIFIER]
+    while notifier.waiting == 0:
+        await asyncio.sleep(0)
+    cid = await approve(node, "198.51.100.9")
+    reply = await asyncio.wait_for(waiting, 10)
+    assert [i["id"] for i in reply.body["added"]] == [cid]
+
+
+async def test_wait_runs_out_with_empty_page_and_same_cursor(hub: Hub) -> None:
+    reader = await hub.enroll()
+    _, cursor = await pull_all(reader)
+    reply = await reader.request("GET", f"/v1/feed?wait=1&cursor={cursor}")
+    assert reply.status == 200
+    assert (reply.body["cursor"], reply.body["added"], reply.body["removed"]) == (cursor, [], [])
+
+
+async def test_third_waiting_request_is_refused(hub: Hub) -> None:
+    reader = await hub.enroll()
+    _, cursor = await pull_all(reader)
+    notifier = hub.client.app[state.NOTIFIER]
+    held = [
+        asyncio.create_task(reader.request("GET", f"/v1/feed?wait=20&cursor={cursor}"))
+        for _ in range(2)
+    ]
+    while notifier.waiting < 2:
+        await asyncio.sleep(0)
+    third = await reader.request("GET", f"/v1/feed?wait=20&cursor={cursor}")
+    assert (third.status, third.code) == (429, "rate_limited")
+    assert "Retry-After" in third.headers
+    notifier.wake_all()
+    for task in held:
+        assert (await task).status == 200
+
+
+async def test_provenance_verified_by_another_tenant(hub: Hub) -> None:
+    publisher = await trusted(hub)
+    other = await hub.enroll()
+    cid = await approve(publisher, "198.51.100.4")
+    reply = await other.request("GET", f"/v1/decisions/{cid}/provenance")
+    assert reply.status == 200, reply.body
+    [item] = reply.body["signals"]
+    key = await other.request("GET", f"/v1/keys/{item['keyid']}")
+    public = base64.b64decode(key.body["public_key"])
+    payload = json.loads(verify_envelope(parse_envelope(item["envelope"]), public))
+    assert payload["node_id"] == key.body["node_id"] == publisher.node_id
+    assert payload["indicator"]["value"] == reply.body["indicator"]["value"]
+
+
+async def test_provenance_refused_for_invisible_decision(hub: Hub) -> None:
+    publisher = await trusted(hub)
+    other = await hub.enroll()
+    cid = await approve(publisher, "203.0.113.4", share="tenant")
+    reply = await other.request("GET", f"/v1/decisions/{cid}/provenance")
+    assert (reply.status, reply.code) == (404, "not_found")
+    feed, _ = await pull_all(other)
+    assert cid not in feed
+
+
+async def test_community_tenant_cannot_pull(hub: Hub) -> None:
+    node = await hub.enroll(await hub.tenant("community"))
+    reply = await node.request("GET", "/v1/feed")
+    assert (reply.status, reply.code) == (403, "not_entitled")
+
+
+async def test_bad_feed_parameters(hub: Hub) -> None:
+    node = await hub.enroll()
+    for query in ("limit=0", "limit=5001", "wait=61", "wait=x", "limit=-1"):
+        reply = await node.request("GET", f"/v1/feed?{query}")
+        assert (reply.status, reply.code) == (422, "validation_failed"), query
+
+
+async def test_pull_rate_limit_headers(hub: Hub) -> None:
+    node = await hub.enroll(await hub.tenant(limits={"pull_per_minute": 2}))
+    first = await node.request("GET", "/v1/feed")
+    assert first.headers["RateLimit-Policy"] == '"pull";q=2;w=60'
+    await node.request("GET", "/v1/feed")
+    third = await node.request("GET", "/v1/feed")
+    assert (third.status, third.code) == (429, "rate_limited")

@@ -37,6 +37,7 @@ class FeedNotifier:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
+        self._registered = asyncio.Condition()
 
     @property
     def closing(self) -> bool:
@@ -66,6 +67,8 @@ class FeedNotifier:
         keys = list(scopes)
         for key in keys:
             self._by_scope.setdefault(key, set()).add(future)
+        async with self._registered:
+            self._registered.notify_all()
         try:
             await asyncio.wait_for(future, seconds)
         except TimeoutError:
@@ -78,6 +81,11 @@ class FeedNotifier:
                     if not waiters:
                         del self._by_scope[key]
         return not self._closing
+
+    async def until_waiting(self, count: int) -> None:
+        """Return once at least `count` requests wait (for tests and drills)."""
+        async with self._registered:
+            await self._registered.wait_for(lambda: self.waiting >= count)
 
     def wake(self, scopes: Iterable[str]) -> None:
         for key in scopes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -131,12 +132,7 @@ async def test_compacted_cursor_answers_410(hub: Hub) -> None:
     await approve(node, "198.51.100.3")
     conn = await asyncpg.connect(hub.database_url)
     try:
-        assert (
-            await feed_store.compact(
-                conn, __import__("datetime").datetime.max.replace(tzinfo=__import__("datetime").UTC)
-            )
-            == 1
-        )
+        assert await feed_store.compact(conn, datetime.max.replace(tzinfo=UTC)) == 1
     finally:
         await conn.close()
     reply = await reader.request("GET", f"/v1/feed?cursor={cursor}")
@@ -151,8 +147,7 @@ async def test_long_poll_wakes_on_approval(hub: Hub) -> None:
     _, cursor = await pull_all(reader)
     waiting = asyncio.create_task(reader.request("GET", f"/v1/feed?wait=30&cursor={cursor}"))
     notifier = hub.client.app[state.NOTIFIER]
-    while notifier.waiting == 0:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(notifier.until_waiting(1), 10)
     cid = await approve(node, "198.51.100.9")
     reply = await asyncio.wait_for(waiting, 10)
     assert [i["id"] for i in reply.body["added"]] == [cid]
@@ -174,8 +169,7 @@ async def test_third_waiting_request_is_refused(hub: Hub) -> None:
         asyncio.create_task(reader.request("GET", f"/v1/feed?wait=20&cursor={cursor}"))
         for _ in range(2)
     ]
-    while notifier.waiting < 2:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(notifier.until_waiting(2), 10)
     third = await reader.request("GET", f"/v1/feed?wait=20&cursor={cursor}")
     assert (third.status, third.code) == (429, "rate_limited")
     assert "Retry-After" in third.headers

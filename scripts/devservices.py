@@ -121,13 +121,19 @@ def _die_with_parent(sig: int) -> Callable[[], None]:
 
     It runs after subprocess has switched user (a uid change clears the
     setting), so the server is stopped even when the caller is SIGKILLed.
+    libc is loaded here, in the parent: dlopen after fork could deadlock.
     """
+    parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: atexit and signals still stop it
+        prctl = None
 
     def preexec() -> None:
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() == 1:  # the parent died before prctl: do not linger
+        if prctl is None:
+            return
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: do not linger
             os.kill(os.getpid(), sig)
 
     return preexec

@@ -15,11 +15,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
+from multiprocessing import resource_tracker
 
 from .clock import system_clock, to_datetime
 from .config import Config, ConfigError, parse_listen
 
 log = logging.getLogger("honeymesh.cli")
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 EXAMPLES = """examples:
   HONEYMESH_DATABASE_URL=postgresql://hub@127.0.0.1/hub honeymesh-hub migrate
@@ -155,8 +158,6 @@ def serve(config: Config, listen: str | None, workers: int) -> int:
             ctx.Process(target=_serve_worker, args=(config, host, port), daemon=False)
             for _ in range(workers)
         ]
-        for proc in procs:
-            proc.start()
 
         def forward(signum: int, _frame: object) -> None:
             for proc in procs:
@@ -165,29 +166,85 @@ def serve(config: Config, listen: str | None, workers: int) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        # Workers are born with the stop signals blocked (the mask survives exec) and
+        # unblock them once they can stop cleanly, so none dies half-way through its
+        # imports; a stop meanwhile waits, pending, as does one sent to us now. The
+        # resource tracker starts first: its start unblocks these signals.
+        resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            for proc in procs:
+                proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for proc in procs:
             proc.join()
         return 0 if all(p.exitcode == 0 for p in procs) else 1
 
 
+class _StopBeforeServing(KeyboardInterrupt):
+    """A stop signal that came while the worker was still starting.
+
+    A KeyboardInterrupt, so that asyncio lets it through if it lands in a callback.
+    """
+
+
+def _stop_before_serving(signum: int, _frame: object) -> None:
+    raise _StopBeforeServing(signum)
+
+
 def _serve_worker(config: Config, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully and return (exit status 0).
+
+    A stop signal may come at any moment, more than once (Ctrl-C reaches every process
+    of the group and the parent forwards it too): before the event loop runs it ends
+    the worker at once; after, the first one starts the graceful stop and the others
+    change nothing.
+    """
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _stop_before_serving)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a pending stop lands here
+        from .logs import setup_logging
+
+        setup_logging()
+        asyncio.run(_run_worker(config, host, port))
+    except _StopBeforeServing:
+        log.info("stopped before serving", extra={"fields": {"pid": os.getpid()}})
+    finally:
+        _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    """Stopping already: a late duplicate of the stop signal must not cut the exit short."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+async def _run_worker(config: Config, host: str, port: int) -> None:
     from aiohttp import web
 
     from .app import create_app
-    from .logs import setup_logging
 
-    setup_logging()
-    log.info("serving", extra={"fields": {"listen": f"{host}:{port}", "pid": os.getpid()}})
-    web.run_app(
-        create_app(config),
-        host=host,
-        port=port,
-        reuse_port=True,
-        access_log=None,
-        shutdown_timeout=8,
-        print=None,
-        handle_signals=True,
-    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=8)
+    await runner.setup()
+    try:
+        if not stop.is_set():
+            await web.TCPSite(runner, host, port, reuse_port=True).start()
+            log.info("serving", extra={"fields": {"listen": f"{host}:{port}", "pid": os.getpid()}})
+            await stop.wait()
+    finally:
+        # Runs the app's on_shutdown hooks, finishes requests in flight (at most 8 s),
+        # then its cleanup contexts.
+        await runner.cleanup()
+        # Closing the loop would restore the default actions (SIGTERM kills).
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        _ignore_stop_signals()
 
 
 if __name__ == "__main__":

@@ -120,6 +120,10 @@ class RateLimiter:
 
         return await self._run(op)
 
+    async def within(self, policy: str, limit: Limit) -> bool:
+        """Whether one more unit would pass the limit; charges nothing."""
+        return await self._run(lambda lim: lim.test(limit.item, policy, limit.key))
+
     async def count(self, policy: str, limit: Limit) -> bool:
         """Charge one unit without refusing; True while still within the limit."""
         return await self._run(lambda lim: lim.hit(limit.item, policy, limit.key))

@@ -28,6 +28,7 @@ from .store.db import create_pool
 
 log = logging.getLogger("honeymesh.app")
 COMPACTION_SECONDS = 60
+FLUSH_SECONDS = 1.0
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
@@ -98,10 +99,25 @@ async def _compact_forever(app: web.Application) -> None:
             log.exception("feed compaction failed")
 
 
+async def _flush_forever(limiter: RateLimiter) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            await limiter.flush()
+        except Exception:  # the limiter falls back itself; never let the loop die
+            log.exception("deferred rate-limit charges failed")
+
+
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     config = app[state.CONFIG]
     gate = RedisGate(config.redis_url, config.redis_prefix, app[state.METRICS])
     app[state.REDIS] = gate
-    app[state.LIMITER] = RateLimiter(config.redis_url, gate)
+    limiter = RateLimiter(config.redis_url, gate)
+    app[state.LIMITER] = limiter
+    flusher = asyncio.create_task(_flush_forever(limiter), name="limit-flush")
     yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    await limiter.flush()
     await gate.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,7 @@ from .clock import to_datetime
 from .config import Config
 from .entitlements import NodeIdentity, check_node
 from .errors import Forbidden, RateLimited, Unauthorized
-from .ratelimit import Limit, per_minute
+from .ratelimit import Limit, Quota, Window, per_minute, quota_of
 from .store import identity as identity_store
 from .store import nonces as nonce_store
 from .store import tokens as token_store
@@ -163,30 +164,107 @@ def _verify_with(
 
 
 async def _spend_nonce(request: web.Request, keyid: str, nonce: str, now: float) -> None:
-    gate = request.app[state.REDIS]
-    fresh = await gate.set_once(f"n:{keyid}:{nonce}", NONCE_TTL_SECONDS)
-    if fresh is None:
-        async with request.app[state.POOL].acquire() as conn:
-            fresh = await nonce_store.remember(
-                conn, keyid, nonce, to_datetime(now), NONCE_TTL_SECONDS
-            )
+    """The nonce alone (enrollment): Redis, or PostgreSQL while Redis is unreachable."""
+    admission = await request.app[state.LIMITER].admit(
+        _nonce_key(keyid, nonce), NONCE_TTL_SECONDS, ()
+    )
+    fresh = (
+        admission.fresh
+        if admission is not None
+        else await _spend_nonce_in_db(request, keyid, nonce, now)
+    )
     if not fresh:
-        raise Unauthorized("This nonce was already used with this key.", code="replayed_request")
+        raise _replayed()
 
 
-async def authenticate_node(request: web.Request, body: bytes, feature: str | None) -> NodeCaller:
-    """Verify a node's signed request, then its entitlement to `feature`."""
+def _nonce_key(keyid: str, nonce: str) -> str:
+    return f"n:{keyid}:{nonce}"
+
+
+def _replayed() -> Unauthorized:
+    return Unauthorized("This nonce was already used with this key.", code="replayed_request")
+
+
+async def _spend_nonce_in_db(request: web.Request, keyid: str, nonce: str, now: float) -> bool:
+    async with request.app[state.POOL].acquire() as conn:
+        fresh: bool = await nonce_store.remember(
+            conn, keyid, nonce, to_datetime(now), NONCE_TTL_SECONDS
+        )
+    return fresh
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRequest:
+    """A node request whose signature and entitlement hold; its nonce is not spent yet."""
+
+    caller: NodeCaller
+    nonce: str
+    now: float
+
+
+async def verify_node(request: web.Request, body: bytes, feature: str | None) -> VerifiedRequest:
+    """Section 2's checks up to the nonce, then the entitlement to `feature` (section 4).
+
+    The nonce is spent by `admit`, together with the request's rate limits, in one
+    Redis round trip once the route knows what the request costs.
+    """
     sig, now = await _check_signature(request, body)
     identity = await request.app[state.DIRECTORY].get(sig.keyid)
     now_dt = to_datetime(now)
     if identity is None or not identity.key_usable(now_dt):
         raise Unauthorized("The signing key is not known to this hub.", code="unknown_key")
     _verify_with(request, sig, identity.public_key, body, enrolled=True)
-    await _spend_nonce(request, sig.keyid, sig.nonce, now)
     check_node(identity, now_dt, feature)
     caller = NodeCaller(identity)
     request[state.CALLER] = caller
-    return caller
+    return VerifiedRequest(caller, sig.nonce, now)
+
+
+Charge = tuple[str, Limit, int]
+
+
+async def admit(
+    request: web.Request, verified: VerifiedRequest, charges: Sequence[Charge] = ()
+) -> tuple[Window, ...]:
+    """Spend the request's nonce and charge its limits, all or nothing.
+
+    One Redis round trip (ratelimit.RateLimiter.admit); while Redis is unreachable the
+    nonce goes to PostgreSQL and the limits are counted per process. Raises 401
+    `replayed_request` or 429 `rate_limited` (with the refused policy's fields).
+    """
+    limiter = request.app[state.LIMITER]
+    key = _nonce_key(verified.caller.keyid, verified.nonce)
+    admission = await limiter.admit(key, NONCE_TTL_SECONDS, charges)
+    if admission is None:
+        if not await _spend_nonce_in_db(
+            request, verified.caller.keyid, verified.nonce, verified.now
+        ):
+            raise _replayed()
+        admission = await limiter.admit_in_memory(charges)
+    if not admission.fresh:
+        raise _replayed()
+    if not admission.allowed:
+        policy = next(
+            p
+            for (p, limit, cost), w in zip(charges, admission.windows, strict=True)
+            if cost > 0 and (cost > limit.item.amount or w.remaining < cost)
+        )
+        spent = quota_of(
+            policy, [w for c, w in zip(charges, admission.windows, strict=True) if c[0] == policy]
+        )
+        quota = Quota(policy, spent.quota, spent.window, 0, max(1, spent.reset))
+        request.app[state.METRICS].rate_limited.labels(policy).inc()
+        raise RateLimited(
+            f"Rate limit {policy!r} reached; retry in {quota.reset} s.", headers=quota.headers()
+        )
+    return admission.windows
+
+
+async def authenticate_node(request: web.Request, body: bytes, feature: str | None) -> NodeCaller:
+    """Verify a node's signed request, its entitlement to `feature`, and spend its nonce."""
+    verified = await verify_node(request, body, feature)
+    await admit(request, verified)
+    return verified.caller
 
 
 async def authenticate_new_key(request: web.Request, body: bytes, public_key: bytes) -> str:

@@ -56,6 +56,33 @@ def check(name: str, data: Any) -> None:
         pointer = pointer_of(exc)
         detail = _detail(exc, pointer)
         raise ValidationFailed(detail, errors=[{"pointer": pointer, "detail": detail}]) from None
+    nul = _nul_pointer(data, "")
+    if nul is not None:
+        # Valid JSON, but PostgreSQL text and jsonb cannot hold U+0000: refuse it here
+        # as a 422 rather than fail in the database with a 500.
+        detail = f"{nul or 'the body'} holds a U+0000 character"
+        raise ValidationFailed(detail, errors=[{"pointer": nul, "detail": detail}])
+
+
+def _nul_pointer(value: Any, pointer: str) -> str | None:
+    """The JSON pointer of the first member name or string holding U+0000, if any."""
+    if isinstance(value, str):
+        return pointer if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            here = pointer + "/" + name.replace("~", "~0").replace("/", "~1")
+            if "\x00" in name:
+                return here
+            found = _nul_pointer(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_pointer(item, f"{pointer}/{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _detail(exc: fastjsonschema.JsonSchemaValueException, pointer: str) -> str:

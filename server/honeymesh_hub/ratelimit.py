@@ -3,10 +3,18 @@
 Windows are sliding (`SlidingWindowCounterRateLimiter`: two counters a key, atomic in
 `limits`' own Lua). When Redis fails, the same limits are counted per process in
 memory, and `RedisGate` reports `degraded`. Answers carry the IETF RateLimit fields.
+
+The hot paths (publish, feed, every signed request) go through `admit`: the request's
+nonce and all its limits in ONE Redis round trip (PERFORMANCE.md: a redis-py call costs
+about as much as two signature checks). `limits` has no multi-limit acquire, so
+`_ADMIT_LUA` applies limits' own sliding-window-counter algorithm to several windows at
+once, on limits' key layout, so `limits`' API reads the very same counters: all windows
+are tested before any is charged, and a replayed nonce charges nothing.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +68,100 @@ class Quota:
         return h
 
 
+_ADMIT_LUA = """
+-- KEYS[1]: the nonce key, or '' for none; then (previous, current) window keys per limit.
+-- ARGV[1]: nonce TTL in seconds; then per limit: amount, expiry in seconds, cost.
+-- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else
+-- {ok, then per limit: previous count, previous pttl, current count, current pttl}.
+if KEYS[1] ~= '' then
+  if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {-1} end
+end
+local n = (#KEYS - 1) / 2
+local ok = 1
+local seen = {}
+for i = 1, n do
+  local prev, cur = KEYS[2 * i], KEYS[2 * i + 1]
+  local amount = tonumber(ARGV[3 * i - 1])
+  local expiry = tonumber(ARGV[3 * i]) * 1000
+  local cost = tonumber(ARGV[3 * i + 1])
+  local cur_ttl = tonumber(redis.call('pttl', cur))
+  if cur_ttl > 0 and cur_ttl < expiry then
+    redis.call('rename', cur, prev)
+    redis.call('set', cur, 0, 'PX', cur_ttl + expiry)
+  end
+  local pc = tonumber(redis.call('get', prev)) or 0
+  local pt = math.max(tonumber(redis.call('pttl', prev)), 0)
+  local cc = tonumber(redis.call('get', cur)) or 0
+  local ct = math.max(tonumber(redis.call('pttl', cur)), 0)
+  if cost > 0 and (cost > amount or math.floor(pc * pt / expiry) + cc + cost > amount) then
+    ok = 0
+  end
+  seen[i] = {pc, pt, cc, ct}
+end
+if ok == 1 then
+  for i = 1, n do
+    local cur = KEYS[2 * i + 1]
+    local expiry = tonumber(ARGV[3 * i]) * 1000
+    local cost = tonumber(ARGV[3 * i + 1])
+    if cost > 0 then
+      if redis.call('exists', cur) == 1 then
+        redis.call('incrby', cur, cost)
+      else
+        redis.call('set', cur, cost, 'PX', expiry * 2)
+        seen[i][4] = expiry * 2
+      end
+      seen[i][3] = seen[i][3] + cost
+    end
+  end
+end
+local out = {ok}
+for i = 1, n do
+  for j = 1, 4 do out[#out + 1] = seen[i][j] end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A limit's window after an admission: what is left, and when a unit frees."""
+
+    limit: Limit
+    remaining: int
+    reset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of `admit`: whether the nonce was fresh, and every window's state."""
+
+    fresh: bool
+    allowed: bool
+    windows: tuple[Window, ...]
+
+
+def _window(limit: Limit, pc: int, pt_ms: int, cc: int, ct_ms: int) -> Window:
+    """limits' SlidingWindowCounterRateLimiter.get_window_stats, on the script's reading."""
+    expiry = limit.item.get_expiry()
+    weighted = pc * (pt_ms / 1000) / expiry + cc
+    remaining = max(0, limit.item.amount - math.floor(weighted))
+    reset = 0.0
+    if pc or cc:
+        reset = math.inf
+        if pc:
+            reset = (pt_ms / 1000) % (expiry / pc)
+        if cc:
+            reset = min(reset, (ct_ms / 1000) % expiry)
+    return Window(limit, remaining, math.ceil(reset))
+
+
+def quota_of(policy: str, windows: Sequence[Window]) -> Quota:
+    """The tightest of a policy's windows, as the RateLimit fields show it."""
+    tightest = min(windows, key=lambda w: w.remaining)
+    item = tightest.limit.item
+    return Quota(policy, item.amount, int(item.get_expiry()), tightest.remaining, tightest.reset)
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None, gate: RedisGate) -> None:
         self._gate = gate
@@ -78,6 +180,47 @@ class RateLimiter:
             if redis_url
             else None
         )
+        self._deferred: dict[tuple[str, Limit], int] = {}
+        self._admit_script = (
+            gate.client.register_script(_ADMIT_LUA) if gate.client is not None else None
+        )
+
+    def _window_keys(self, policy: str, limit: Limit) -> tuple[str, str]:
+        """limits' RedisStorage key layout for a sliding window (previous, current)."""
+        current = f"{self._gate.prefix}rl:{{{limit.item.key_for(policy, limit.key)}}}"
+        return current + "/-1", current
+
+    async def admit(
+        self,
+        nonce_key: str | None,
+        nonce_ttl: int,
+        charges: Sequence[tuple[str, Limit, int]],
+    ) -> Admission | None:
+        """Spend a nonce and charge `(policy, limit, cost)` windows in one round trip.
+
+        All or nothing: a replayed nonce or one spent window charges nothing. Cost 0 only
+        reads a window. None when Redis cannot be used: the caller falls back.
+        """
+        if self._admit_script is None or not self._gate.usable:
+            return None
+        keys = [self._gate.prefix + nonce_key if nonce_key else ""]
+        args: list[int] = [nonce_ttl]
+        for policy, limit, cost in charges:
+            keys.extend(self._window_keys(policy, limit))
+            args.extend((limit.item.amount, int(limit.item.get_expiry()), cost))
+        try:
+            out = await self._admit_script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            self._gate.failed("admit", exc)
+            return None
+        self._gate.succeeded()
+        if out[0] == -1:
+            return Admission(False, False, ())
+        windows = tuple(
+            _window(limit, *(int(v) for v in out[1 + 4 * i : 5 + 4 * i]))
+            for i, (_, limit, _) in enumerate(charges)
+        )
+        return Admission(True, bool(out[0]), windows)
 
     async def _run(self, op: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
         """Run `op` on the shared (Redis) limiter, or per process while Redis is down."""
@@ -90,6 +233,38 @@ class RateLimiter:
                 self._gate.succeeded()
                 return result
         return await op(self._memory)
+
+    def defer(self, policy: str, limit: Limit, cost: int) -> None:
+        """Charge `cost` later, with the next `flush` (at most a second away)."""
+        key = (policy, limit)
+        self._deferred[key] = self._deferred.get(key, 0) + cost
+
+    def deferred(self, policy: str, limit: Limit) -> int:
+        return self._deferred.get((policy, limit), 0)
+
+    async def flush(self) -> None:
+        """Charge what `defer` collected (what fits: the window only refuses later ones)."""
+        pending, self._deferred = self._deferred, {}
+        for (policy, limit), cost in pending.items():
+            await self.take(policy, limit, cost)
+
+    async def admit_in_memory(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission:
+        """`admit`'s limits, counted in this process while Redis is unreachable."""
+        limiter = self._memory
+        before = [await limiter.get_window_stats(lim.item, p, lim.key) for p, lim, _ in charges]
+        allowed = all(
+            cost <= lim.item.amount and stats.remaining >= cost
+            for (_, lim, cost), stats in zip(charges, before, strict=True)
+        )
+        if allowed:
+            for policy, limit, cost in charges:
+                if cost > 0:
+                    await limiter.hit(limit.item, policy, limit.key, cost=cost)
+        windows = []
+        for policy, limit, _ in charges:
+            stats = await limiter.get_window_stats(limit.item, policy, limit.key)
+            windows.append(_quota_window(limit, stats.remaining, stats.reset_time))
+        return Admission(True, allowed, tuple(windows))
 
     async def consume(self, policy: str, limits: Sequence[Limit], cost: int = 1) -> Quota:
         """Charge `cost` to every limit; raise RateLimited (with headers) when one is spent.
@@ -152,6 +327,11 @@ class RateLimiter:
             return True
 
         return await self._run(op)
+
+
+def _quota_window(limit: Limit, remaining: int, reset_time: float) -> Window:
+    q = _quota("", limit.item, remaining, reset_time)
+    return Window(limit, q.remaining, q.reset)
 
 
 def _quota(policy: str, item: RateLimitItem, remaining: int, reset_time: float) -> Quota:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import state
-from ..auth import authenticate_node
+from ..auth import admit, authenticate_node, verify_node
 from ..bodies import read_body
 from ..errors import NotFound, RateLimited
-from ..ratelimit import Limit, per_minute
+from ..ratelimit import Limit, per_minute, quota_of
 from ..services import feed
 from .common import json_response, path_uuid, query_int
 
@@ -29,15 +29,14 @@ def _context(app: web.Application) -> feed.FeedContext:
 @routes.get("/v1/feed")
 async def get_feed(request: web.Request) -> web.Response:
     app = request.app
-    caller = await authenticate_node(request, await read_body(request), "pull")
+    verified = await verify_node(request, await read_body(request), "pull")
+    caller = verified.caller
     limit = query_int(request, "limit", 1000, 1, 5000)
     wait = query_int(request, "wait", 0, 0, 60)
     cursor = request.query.get("cursor") or None
-    quota = await app[state.LIMITER].consume(
-        "pull",
-        [Limit(per_minute(caller.identity.tenant.limits["pull_per_minute"]), str(caller.node_id))],
-    )
-    headers = quota.headers()
+    pull = Limit(per_minute(caller.identity.tenant.limits["pull_per_minute"]), str(caller.node_id))
+    windows = await admit(request, verified, [("pull", pull, 1)])
+    headers = quota_of("pull", windows).headers()
     if wait == 0:
         page = await feed.read(_context(app), caller, cursor, limit, 0)
         return json_response(page, headers=headers)

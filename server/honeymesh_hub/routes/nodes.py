@@ -9,9 +9,14 @@ from aiohttp import web
 from honeymesh_client.protocol.keys import b64decode_any, decode_public_key, verify_ed25519
 
 from .. import state, views
-from ..auth import authenticate_new_key, authenticate_node, source_address
+from ..auth import (
+    authenticate_new_key,
+    authenticate_node,
+    refuse_enrollment_past_failed_auth,
+    source_address,
+)
 from ..bodies import check, parse_json, read_body
-from ..errors import NotFound, ValidationFailed
+from ..errors import HubError, NotFound, ValidationFailed
 from ..ratelimit import Limit, per_minute
 from ..services import enrollment
 from .common import json_response, now
@@ -34,27 +39,34 @@ def _public_key(text: str, pointer: str) -> bytes:
 async def enroll(request: web.Request) -> web.Response:
     """Enroll a node, proving possession of its key by signing with it.
 
-    Per-address limit first (10 a minute), then the body (the key to check the
-    signature with is in it), then the signature, then the token.
+    Per-address limits first (failed authentications, then 10 enrollments a minute),
+    then the body (the key to check the signature with is in it), then the signature,
+    then the token.
     """
     app = request.app
+    await refuse_enrollment_past_failed_auth(request)
     quota = await app[state.LIMITER].consume(
         "enroll",
         [Limit(per_minute(ENROLL_PER_MINUTE), source_address(request, app[state.CONFIG]))],
     )
-    raw = await read_body(request)
-    body = parse_json(request, raw)
-    check("enroll", body)
-    public_key = _public_key(body["public_key"], "/public_key")
-    await authenticate_new_key(request, raw, public_key)
-    result = await enrollment.enroll(
-        app[state.POOL],
-        now(request),
-        token=body["token"],
-        public_key=public_key,
-        name=body["name"],
-        labels=body.get("labels", {}),
-    )
+    try:
+        raw = await read_body(request)
+        body = parse_json(request, raw)
+        check("enroll", body)
+        public_key = _public_key(body["public_key"], "/public_key")
+        await authenticate_new_key(request, raw, public_key)
+        result = await enrollment.enroll(
+            app[state.POOL],
+            now(request),
+            token=body["token"],
+            public_key=public_key,
+            name=body["name"],
+            labels=body.get("labels", {}),
+        )
+    except HubError as exc:
+        # Every enroll answer carries the RateLimit fields (PROTOCOL.md section 9).
+        exc.headers = {**quota.headers(), **exc.headers}
+        raise
     return json_response(result, status=201, headers=quota.headers())
 
 

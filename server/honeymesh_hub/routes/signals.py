@@ -7,11 +7,11 @@ import time
 from aiohttp import web
 
 from .. import state
-from ..auth import authenticate_node
+from ..auth import admit, verify_node
 from ..bodies import parse_json, read_body
 from ..errors import ValidationFailed
-from ..ratelimit import Limit, per_minute
-from ..services.publishing import PublishContext, publish
+from ..ratelimit import Limit, per_minute, quota_of
+from ..services.publishing import PublishContext, new_candidates_limit, publish
 from .common import json_response, now
 
 routes = web.RouteTableDef()
@@ -34,17 +34,27 @@ async def post_signals(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     raw = await read_body(request)
-    caller = await authenticate_node(request, raw, "publish")
+    verified = await verify_node(request, raw, "publish")
+    caller = verified.caller
     limits = caller.identity.tenant.limits
     envelopes = _envelopes(parse_json(request, raw), limits["max_batch"])
-    quota = await app[state.LIMITER].consume(
-        "publish",
-        [
-            Limit(per_minute(limits["publish_per_minute"]), f"node:{caller.node_id}"),
-            Limit(per_minute(limits["tenant_publish_per_minute"]), f"tenant:{caller.tenant_id}"),
-        ],
-        cost=len(envelopes),
+    cost = len(envelopes)
+    node_limit = Limit(per_minute(limits["publish_per_minute"]), f"node:{caller.node_id}")
+    tenant_limit = Limit(
+        per_minute(limits["tenant_publish_per_minute"]), f"tenant:{caller.tenant_id}"
     )
+    # One round trip: the nonce, both publish limits, and a look at the tenant's
+    # new-candidate budget (charged once the batch shows what it really opens).
+    node_window, tenant_window, budget = await admit(
+        request,
+        verified,
+        [
+            ("publish", node_limit, cost),
+            ("publish", tenant_limit, cost),
+            ("new_candidates", new_candidates_limit(caller), 0),
+        ],
+    )
+    quota = quota_of("publish", [node_window, tenant_window])
     ctx = PublishContext(
         pool=app[state.POOL],
         directory=app[state.DIRECTORY],
@@ -53,6 +63,6 @@ async def post_signals(request: web.Request) -> web.Response:
         policy=app[state.CONFIG].policy,
         now=now(request),
     )
-    results = await publish(ctx, caller, envelopes)
+    results = await publish(ctx, caller, envelopes, budget.remaining)
     app[state.METRICS].publish_latency.observe(time.perf_counter() - started)
     return json_response({"results": results}, status=202, headers=quota.headers())

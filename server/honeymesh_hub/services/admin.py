@@ -7,8 +7,9 @@ schema cannot make (existence, cross-field rules, the tenant's own limits).
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import views
@@ -26,6 +27,10 @@ from ..tokens import hash_token, new_token
 from . import decisions
 
 MAX_ENROLLMENT_TTL = 7 * 86400
+# RFC 3339 section 5.6 date-time, with the "T" and an explicit offset or "Z".
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _invalid(pointer: str, detail: str) -> ValidationFailed:
@@ -33,14 +38,18 @@ def _invalid(pointer: str, detail: str) -> ValidationFailed:
 
 
 def parse_time(value: str | None, pointer: str) -> datetime | None:
+    """An RFC 3339 time with Z or an offset, within what PostgreSQL and RFC 3339 UTC
+    strings can hold; anything else is a 422, never a 500 from the database."""
     if value is None:
         return None
+    if not _RFC3339.fullmatch(value):
+        raise _invalid(pointer, "not an RFC 3339 time with Z or an offset")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _invalid(pointer, "not an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        raise _invalid(pointer, "an RFC 3339 time needs Z or an offset")
+    if not _EARLIEST <= parsed < _LATEST:
+        raise _invalid(pointer, "must be between 1970 and 9999")
     return parsed
 
 
@@ -94,7 +103,7 @@ async def patch_tenant(
             action="tenant.update",
             target=f"tenant:{tenant_id}",
             reason=body.get("reason"),
-            details={k: (str(v) if isinstance(v, datetime) else v) for k, v in changes.items()},
+            details={k: (rfc3339(v) if isinstance(v, datetime) else v) for k, v in changes.items()},
         )
     return views.tenant(row)
 
@@ -242,6 +251,10 @@ async def revoke_token(pool: Any, now: datetime, actor: str, token_id: uuid.UUID
 
 async def list_nodes(pool: Any, tenant_id: uuid.UUID | None) -> dict[str, Any]:
     async with pool.acquire() as conn:
+        # An unknown tenant is a 404, as for its enrollment tokens: an empty list would
+        # hide a mistyped id (PROTOCOL.md section 4 is silent here).
+        if tenant_id is not None and await tenant_store.get(conn, tenant_id) is None:
+            raise NotFound("No such tenant.")
         rows = await node_store.list_nodes(conn, tenant_id)
     return {"nodes": [views.node(r) for r in rows]}
 

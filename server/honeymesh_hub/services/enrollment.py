@@ -91,12 +91,17 @@ async def rotate_key(
 ) -> dict[str, str]:
     """Install `public_key` as the node's key; the signing key keeps 300 s of grace.
 
-    The current key's row lock serialises racing rotations; the loser finds a grace
-    period running and gets 409. Repeating the rotation that just succeeded, signed by
-    the key it replaced, is answered 200 and changes nothing.
+    The node's row lock serialises racing rotations; the loser, reading the keys only
+    once it holds the lock, finds another current key and gets 409. (Locking the current
+    key's row alone would not do: under READ COMMITTED the loser's re-check of
+    `rotated_at IS NULL` drops that row, and the new one is not in its snapshot yet.)
+    Repeating the rotation that just succeeded, signed by the key it replaced, is
+    answered 200 and changes nothing.
     """
     new_keyid = keyid_of(public_key)
     async with pool.acquire() as conn, conn.transaction():
+        if await node_store.get(conn, node_id, for_update=True) is None:
+            raise NotFound("No such node.")
         current = await node_store.current_key_for_update(conn, node_id)
         if current is None:
             raise NotFound("This node has no current key.")

@@ -36,6 +36,7 @@ from . import decisions
 log = logging.getLogger("honeymesh.publish")
 
 _RETRIES = 3
+NEW_CANDIDATES = "new_candidates"
 
 
 @dataclass(slots=True)
@@ -166,25 +167,38 @@ async def _refuse_payloads(conn: Any, caller: NodeCaller, batch: _Batch) -> None
             )
 
 
+def new_candidates_limit(caller: NodeCaller) -> Limit:
+    """The tenant's `new_candidates_per_day` window (PROTOCOL.md section 4)."""
+    allowed = caller.identity.tenant.limits["new_candidates_per_day"]
+    return Limit(per_day(allowed), str(caller.tenant_id))
+
+
 async def _limit_new_candidates(
-    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: _Batch
-) -> None:
+    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: _Batch, budget: int
+) -> bool:
     """Past `new_candidates_per_day`, an envelope that would open a new candidate is
-    refused alone with `rate_limited` (PROTOCOL.md section 4)."""
+    refused alone with `rate_limited` (PROTOCOL.md section 4).
+
+    While the budget (read in the request's admission, less this process's uncharged
+    openings) covers every key of the batch, nothing can be refused: the batch goes
+    on and is charged afterwards by what it opened (returns False). Near the cap, the
+    exact path finds which keys are new and charges them first (returns True).
+    """
     if not batch.pending:
-        return
+        return True
     keys = list(dict.fromkeys((p.row.indicator_value, p.row.scope_key) for p in batch.pending))
+    limit = new_candidates_limit(caller)
+    if budget - ctx.limiter.deferred(NEW_CANDIDATES, limit) >= len(keys):
+        return False
+    await ctx.limiter.flush()  # this process's earlier openings count first
     existing = await signal_store.existing_keys(conn, keys)
     new = [k for k in keys if k not in existing]
     if not new:
-        return
-    allowed = caller.identity.tenant.limits["new_candidates_per_day"]
-    granted = await ctx.limiter.take(
-        "new_candidates", Limit(per_day(allowed), str(caller.tenant_id)), len(new)
-    )
+        return True
+    granted = await ctx.limiter.take(NEW_CANDIDATES, limit, len(new))
     refused = set(new[granted:])
     if not refused:
-        return
+        return True
     kept: list[_Pending] = []
     for p in batch.pending:
         if (p.row.indicator_value, p.row.scope_key) in refused:
@@ -198,6 +212,7 @@ async def _limit_new_candidates(
         else:
             kept.append(p)
     batch.pending = kept
+    return True
 
 
 def _facts(row: Any, caller: NodeCaller) -> CandidateFacts:
@@ -284,13 +299,14 @@ async def _moves(
 
 
 async def publish(
-    ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any]
+    ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any], budget: int
 ) -> list[dict[str, Any]]:
+    """`budget`: what the tenant's new-candidate window had left at admission."""
     batch = await _check_envelopes(ctx, caller, envelopes)
     async with ctx.pool.acquire() as conn:
         if batch.refused_payloads:
             await _refuse_payloads(conn, caller, batch)
-        await _limit_new_candidates(ctx, conn, caller, batch)
+        charged = await _limit_new_candidates(ctx, conn, caller, batch, budget)
         stored: list[Any] = []
         final_state: dict[uuid.UUID, str] = {}
         for attempt in range(_RETRIES):
@@ -315,6 +331,10 @@ async def publish(
                 if attempt == _RETRIES - 1:
                     raise
                 log.warning("publish deadlock; retrying")
+    if not charged:
+        opened = len({row["candidate_id"] for row in stored if row["created"]})
+        if opened:
+            ctx.limiter.defer(NEW_CANDIDATES, new_candidates_limit(caller), opened)
     by_uuid = {row["signal_uuid"]: row for row in stored}
     for p in batch.pending:
         row = by_uuid.get(p.row.signal_uuid)

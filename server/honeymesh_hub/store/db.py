@@ -65,6 +65,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> Any:
     return await asyncpg.create_pool(
         dsn,
@@ -72,6 +76,10 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 16) -> Any
         max_size=max_size,
         init=_init_connection,
         command_timeout=30,
+        # No session state lives on pooled connections (LISTEN has its own connection,
+        # advisory locks are transaction-scoped), so the per-release reset query is a
+        # round trip that buys nothing on the publish path.
+        reset=_no_reset,
         max_inactive_connection_lifetime=300,
     )
 

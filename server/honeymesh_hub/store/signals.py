@@ -129,13 +129,13 @@ cand AS (
         max_ttl_seconds = greatest(c.max_ttl_seconds, EXCLUDED.max_ttl_seconds),
         last_seen = EXCLUDED.last_seen,
         updated_at = EXCLUDED.updated_at
-    RETURNING c.*
+    RETURNING c.*, (c.xmax = 0) AS created
 )
 SELECT i.signal_uuid, c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope,
        c.scope_tenant_id, c.scope_key, c.network, c.state, c.origin, c.scenarios, c.reporters,
        c.tenants, c.signal_count, c.max_confidence, c.max_ttl_seconds, c.first_seen,
        c.last_seen, c.expires_at, c.expiry_cap, c.approved_at, c.decided_at, c.reviewer_locked,
-       a.max_ttl AS batch_max_ttl, a.max_conf AS batch_max_confidence,
+       c.created, a.max_ttl AS batch_max_ttl, a.max_conf AS batch_max_confidence,
        EXISTS (SELECT 1 FROM allowlist al WHERE al.cidr && c.network) AS allowlisted
 FROM ins i
 JOIN cand c ON c.indicator_value = i.indicator_value AND c.scope_key = i.scope_key

@@ -15,7 +15,7 @@ from honeymesh_client.protocol import ijson
 from honeymesh_client.protocol.errors import ProtocolError
 
 from .errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from .shapes import pointer_of, validator
+from .shapes import escape, explain, validator
 
 MAX_BODY = 1024 * 1024
 
@@ -53,8 +53,7 @@ def check(name: str, data: Any) -> None:
     try:
         validator(name)(data)
     except fastjsonschema.JsonSchemaValueException as exc:
-        pointer = pointer_of(exc)
-        detail = _detail(exc, pointer)
+        pointer, detail = explain(exc)
         raise ValidationFailed(detail, errors=[{"pointer": pointer, "detail": detail}]) from None
     nul = _nul_pointer(data, "")
     if nul is not None:
@@ -71,7 +70,7 @@ def _nul_pointer(value: Any, pointer: str) -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             name = str(key)
-            here = pointer + "/" + name.replace("~", "~0").replace("/", "~1")
+            here = pointer + "/" + escape(name)
             if "\x00" in name:
                 return here
             found = _nul_pointer(item, here)
@@ -83,15 +82,3 @@ def _nul_pointer(value: Any, pointer: str) -> str | None:
             if found is not None:
                 return found
     return None
-
-
-def _detail(exc: fastjsonschema.JsonSchemaValueException, pointer: str) -> str:
-    rule = exc.rule
-    where = pointer or "the body"
-    if rule == "additionalProperties":
-        return f"{where} is not a known member"
-    if rule == "required":
-        return f"{where} is required"
-    if rule == "type":
-        return f"{where} must be of type {exc.rule_definition}"
-    return f"{where} {exc.message.removeprefix('data').strip()}"

@@ -30,12 +30,10 @@ an integer, the reserved ranges as integer intervals (see addresses.py).
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -45,30 +43,12 @@ from honeymesh_client.protocol import ijson
 from honeymesh_client.protocol.errors import ProtocolError
 
 from .addresses import Indicator, parse_indicator, reserved_overlap, too_broad
+from .shapes import explain, validator
 
 __all__ = ["MAX_AGE", "MAX_FUTURE", "Refusal", "Signal", "validate_signal"]
 
 MAX_FUTURE = timedelta(seconds=300)
 MAX_AGE = timedelta(days=7)
-
-# RFC 3339 section 5.6 `date-time`, anchored with \Z (a `$` would let a final "\n" in).
-# The calendar (30 February) is checked when the text is read, with the same pointer.
-_RFC3339 = (
-    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
-)
-
-
-def _compile_schema() -> Callable[[Any], Any]:
-    text = (resources.files("honeymesh_hub") / "schemas" / "signal.schema.json").read_text("utf-8")
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(
-        json.loads(text), formats={"date-time": _RFC3339}
-    )
-    return compiled
-
-
-_check_schema = _compile_schema()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,50 +86,9 @@ def _failed(detail: str, pointer: str) -> Refusal:
     return Refusal("validation_failed", detail, pointer)
 
 
-def _escape(member: str) -> str:
-    return member.replace("~", "~0").replace("/", "~1")
-
-
 def _shape_refusal(exc: fastjsonschema.JsonSchemaValueException) -> Refusal:
-    """fastjsonschema's error (`name` like `data.indicator.value`) -> a Refusal whose
-    pointer names the member at fault: the unknown member, the missing one, the label
-    whose name is too long, else the member whose value broke the rule."""
-    name: str = exc.name or "data"
-    rest = name[len("data") :]
-    # Only `labels` has free-form member names, and those may hold dots themselves.
-    if rest.startswith(".labels."):
-        parts = ["labels", rest[len(".labels.") :]]
-    else:
-        parts = [p for p in rest.split(".") if p]
-    pointer = "".join("/" + _escape(p) for p in parts)
-    what = ".".join(parts) if parts else "the payload"
-    definition: Mapping[str, Any] = exc.definition if isinstance(exc.definition, dict) else {}
-    value = exc.value
-    rule = exc.rule
-    if rule == "additionalProperties" and isinstance(value, dict):
-        known = definition.get("properties", {})
-        unknown = next((k for k in value if k not in known), None)
-        if unknown is not None:
-            return _failed(f"{unknown} is not a known member", f"{pointer}/{_escape(unknown)}")
-    elif rule == "required" and isinstance(value, dict):
-        missing = next((k for k in definition.get("required", ()) if k not in value), None)
-        if missing is not None:
-            return _failed(f"{missing} is required", f"{pointer}/{_escape(missing)}")
-    elif rule == "propertyNames" and isinstance(value, dict):
-        longest = definition.get("propertyNames", {}).get("maxLength", 0)
-        bad = next((k for k in value if len(k) > longest), None)
-        if bad is not None:
-            return _failed(
-                f"a label name is at most {longest} characters", f"{pointer}/{_escape(bad)}"
-            )
-    elif rule == "format":
-        return _failed(f"{what} is not an RFC 3339 date-time like 2026-11-24T10:00:00Z", pointer)
-    elif rule == "const":
-        return _failed(f"{what} must be {json.dumps(exc.rule_definition)}", pointer)
-    message = str(exc.message)
-    if message.startswith(name):
-        message = message[len(name) :].strip()
-    return _failed(f"{what} {message}", pointer)
+    pointer, detail = explain(exc)
+    return _failed(detail.replace("the body", "the payload"), pointer)
 
 
 def _read_time(text: str) -> datetime | None:
@@ -179,7 +118,7 @@ def validate_signal(
     except ProtocolError as exc:
         return _failed(f"the payload is not I-JSON: {exc.detail}", "")
     try:
-        _check_schema(data)
+        validator("signal")(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         return _shape_refusal(exc)
 

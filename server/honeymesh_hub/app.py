@@ -22,6 +22,7 @@ from .middleware import hub_middleware
 from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
+from .services import expiry
 from .store import allowlist as allowlist_store
 from .store import feed as feed_store
 from .store.db import create_pool
@@ -38,6 +39,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[state.METRICS] = Metrics()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_expiry_sweeper)
     app.cleanup_ctx.append(_feed)
     app.on_shutdown.append(_answer_waiters)
     routes.setup(app)
@@ -97,6 +99,18 @@ async def _compact_forever(app: web.Application) -> None:
                 await feed_store.compact(conn, now - timedelta(seconds=retention))
         except Exception:  # compaction retries next round; serving goes on
             log.exception("feed compaction failed")
+
+
+async def _expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """The background expiry sweep (services/expiry.py), on the app's clock."""
+    task = asyncio.create_task(
+        expiry.run_forever(app[state.POOL], app[state.CLOCK], app[state.METRICS]),
+        name="expiry-sweeper",
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _flush_forever(limiter: RateLimiter) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, feed, nodes, ops, signals
+from . import admin, feed, nodes, ops, review, signals
 
 
 def setup(app: web.Application) -> None:
-    for module in (ops, admin, nodes, signals, feed):
+    for module in (ops, admin, nodes, signals, feed, review):
         app.router.add_routes(module.routes)

@@ -27,7 +27,7 @@ from .clock import to_datetime
 from .config import Config
 from .entitlements import NodeIdentity, check_node
 from .errors import Forbidden, RateLimited, Unauthorized
-from .ratelimit import Limit, Quota, Window, per_minute, quota_of
+from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
 from .store import identity as identity_store
 from .store import nonces as nonce_store
 from .store import tokens as token_store
@@ -164,17 +164,35 @@ def _verify_with(
 
 
 async def _spend_nonce(request: web.Request, keyid: str, nonce: str, now: float) -> None:
-    """The nonce alone (enrollment): Redis, or PostgreSQL while Redis is unreachable."""
-    admission = await request.app[state.LIMITER].admit(
-        _nonce_key(keyid, nonce), NONCE_TTL_SECONDS, ()
-    )
-    fresh = (
-        admission.fresh
-        if admission is not None
-        else await _spend_nonce_in_db(request, keyid, nonce, now)
-    )
-    if not fresh:
+    """The nonce alone (enrollment)."""
+    await _admission(request, keyid, nonce, now, ())
+
+
+async def _admission(
+    request: web.Request, keyid: str, nonce: str, now: float, charges: Sequence[Charge]
+) -> Admission:
+    """Spend a nonce and charge limits in one Redis round trip; 401 on a replay.
+
+    While Redis is unreachable the nonce goes to PostgreSQL and limits count per
+    process. For a nonce's lifetime after Redis failed, PostgreSQL is asked too: it
+    holds the nonces spent meanwhile, so a request captured then is not replayable now.
+    """
+    limiter = request.app[state.LIMITER]
+    admission = await limiter.admit(_nonce_key(keyid, nonce), NONCE_TTL_SECONDS, charges)
+    if admission is not None and not admission.fresh:
         raise _replayed()
+    if (admission is None or _recently_degraded(request)) and not await _spend_nonce_in_db(
+        request, keyid, nonce, now
+    ):
+        raise _replayed()
+    if admission is None:
+        admission = await limiter.admit_in_memory(charges)
+    return admission
+
+
+def _recently_degraded(request: web.Request) -> bool:
+    gate = request.app[state.REDIS]
+    return time.monotonic() - gate.last_failure < NONCE_TTL_SECONDS
 
 
 def _nonce_key(keyid: str, nonce: str) -> str:
@@ -232,17 +250,9 @@ async def admit(
     nonce goes to PostgreSQL and the limits are counted per process. Raises 401
     `replayed_request` or 429 `rate_limited` (with the refused policy's fields).
     """
-    limiter = request.app[state.LIMITER]
-    key = _nonce_key(verified.caller.keyid, verified.nonce)
-    admission = await limiter.admit(key, NONCE_TTL_SECONDS, charges)
-    if admission is None:
-        if not await _spend_nonce_in_db(
-            request, verified.caller.keyid, verified.nonce, verified.now
-        ):
-            raise _replayed()
-        admission = await limiter.admit_in_memory(charges)
-    if not admission.fresh:
-        raise _replayed()
+    admission = await _admission(
+        request, verified.caller.keyid, verified.nonce, verified.now, charges
+    )
     if not admission.allowed:
         policy = next(
             p

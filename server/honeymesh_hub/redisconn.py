@@ -38,6 +38,8 @@ class RedisGate:
         self._metrics = metrics
         self._retry_after = retry_after
         self._down_until = 0.0
+        # When Redis last failed (monotonic); -inf when never.
+        self.last_failure = float("-inf")
         self._local: dict[str, int] = {}
 
     @property
@@ -58,6 +60,7 @@ class RedisGate:
                 extra={"fields": {"operation": operation, "error": type(exc).__name__}},
             )
         self._down_until = time.monotonic() + self._retry_after
+        self.last_failure = time.monotonic()
         self._metrics.redis_degraded.set(1)
         self._metrics.redis_fallbacks.labels(operation).inc()
 
@@ -76,18 +79,6 @@ class RedisGate:
             return "degraded"
         self.succeeded()
         return "ok"
-
-    async def set_once(self, key: str, ttl_seconds: int) -> bool | None:
-        """SET key NX EX ttl: True when new, False when present, None when Redis failed."""
-        if self.client is None or not self.usable:
-            return None
-        try:
-            created = await self.client.set(self.prefix + key, b"1", nx=True, ex=ttl_seconds)
-        except (RedisError, OSError) as exc:
-            self.failed("nonce", exc)
-            return None
-        self.succeeded()
-        return bool(created)
 
     async def counter_add(self, key: str, delta: int, ttl_seconds: int) -> int:
         """Add to a shared counter (per process while Redis is down); the new value.

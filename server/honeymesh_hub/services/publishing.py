@@ -94,7 +94,6 @@ def _row(signal: Signal, caller: NodeCaller, keyid: str, payload: bytes, sig: by
     mesh = signal.share == "mesh"
     tenant_id = caller.tenant_id
     return SignalRow(
-        id=uuid.uuid4(),
         signal_uuid=signal.id,
         keyid=keyid,
         indicator_type=signal.indicator.type,

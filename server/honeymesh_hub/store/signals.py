@@ -19,7 +19,6 @@ from uuid import UUID
 class SignalRow:
     """One verified, validated signal ready to store."""
 
-    id: UUID
     signal_uuid: UUID
     keyid: str
     indicator_type: str
@@ -63,18 +62,18 @@ async def stored_ids(conn: Any, node_id: UUID, signal_uuids: Sequence[UUID]) -> 
 # to the latest row version, so concurrent publishes count exactly.
 _STORE_SQL = """
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                         $6::cidr[], $7::text[], $8::uuid[], $9::text[], $10::bytea[],
-                         $11::bytea[], $12::text[], $13::int[], $14::int[], $15::timestamptz[])
-        AS t(id, signal_uuid, keyid, ind_type, ind_value, network, scope, scope_tenant_id,
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
+                         $5::cidr[], $6::text[], $7::uuid[], $8::text[], $9::bytea[],
+                         $10::bytea[], $11::text[], $12::int[], $13::int[], $14::timestamptz[])
+        AS t(signal_uuid, keyid, ind_type, ind_value, network, scope, scope_tenant_id,
              scope_key, payload, sig, scenario, confidence, ttl, observed_at)
 ),
 ins AS (
     INSERT INTO signals (id, node_id, signal_uuid, tenant_id, keyid, indicator_value, scope_key,
                          payload, sig, scenario, confidence, ttl_seconds, observed_at,
                          received_at)
-    SELECT id, $16, signal_uuid, $17, keyid, ind_value, scope_key, payload, sig, scenario,
-           confidence, ttl, observed_at, $18
+    SELECT gen_random_uuid(), $15, signal_uuid, $16, keyid, ind_value, scope_key, payload,
+           sig, scenario, confidence, ttl, observed_at, $17
     FROM input
     ON CONFLICT (node_id, signal_uuid) DO NOTHING
     RETURNING id, signal_uuid, indicator_value, scope_key, scenario, confidence, ttl_seconds
@@ -83,13 +82,13 @@ agg AS (
     SELECT indicator_value, scope_key, count(*) AS n,
            array_agg(DISTINCT scenario ORDER BY scenario) AS scenarios,
            max(confidence) AS max_conf, max(ttl_seconds) AS max_ttl,
-           bool_or(confidence >= $19) AS qualifies
+           bool_or(confidence >= $18) AS qualifies
     FROM ins GROUP BY indicator_value, scope_key
 ),
 rep AS (
     INSERT INTO candidate_reporters AS r (indicator_value, scope_key, node_id, tenant_id,
                                           qualified_at)
-    SELECT indicator_value, scope_key, $16, $17, CASE WHEN qualifies THEN $18::timestamptz END
+    SELECT indicator_value, scope_key, $15, $16, CASE WHEN qualifies THEN $17::timestamptz END
     FROM agg ORDER BY indicator_value, scope_key
     ON CONFLICT (indicator_value, scope_key, node_id) DO UPDATE
         SET qualified_at = coalesce(EXCLUDED.qualified_at, r.qualified_at)
@@ -97,7 +96,7 @@ rep AS (
 ),
 ten AS (
     INSERT INTO candidate_tenants (indicator_value, scope_key, tenant_id)
-    SELECT indicator_value, scope_key, $17 FROM agg ORDER BY indicator_value, scope_key
+    SELECT indicator_value, scope_key, $16 FROM agg ORDER BY indicator_value, scope_key
     ON CONFLICT DO NOTHING
     RETURNING indicator_value, scope_key
 ),
@@ -116,7 +115,7 @@ cand AS (
                 AND rep.scope_key = a.scope_key AND rep.is_new),
            (SELECT count(*) FROM ten WHERE ten.indicator_value = a.indicator_value
                 AND ten.scope_key = a.scope_key),
-           a.n, a.max_conf, a.max_ttl, $18, $18, $18, $18
+           a.n, a.max_conf, a.max_ttl, $17, $17, $17, $17
     FROM agg a JOIN meta m ON m.ind_value = a.indicator_value AND m.scope_key = a.scope_key
     ORDER BY a.indicator_value, a.scope_key
     ON CONFLICT (indicator_value, scope_key) DO UPDATE SET
@@ -156,7 +155,6 @@ async def store(
     ordered = sorted(rows, key=lambda r: (r.indicator_value, r.scope_key))
     result: list[Any] = await conn.fetch(
         _STORE_SQL,
-        [r.id for r in ordered],
         [r.signal_uuid for r in ordered],
         [r.keyid for r in ordered],
         [r.indicator_type for r in ordered],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
+
+from honeymesh_client.protocol.dsse import SIGNAL_PAYLOAD_TYPE
 
 from .clock import rfc3339
 from .entitlements import FEATURES, effective_limits
@@ -90,4 +93,42 @@ def key(row: Any) -> dict[str, Any]:
         "created_at": rfc3339(row["created_at"]),
         "rotated_at": rfc3339(row["rotated_at"]),
         "revoked_at": rfc3339(row["revoked_at"]),
+    }
+
+
+def candidate_head(row: Any) -> dict[str, Any]:
+    """What names a candidate everywhere: id, canonical indicator, scope (section 7)."""
+    head: dict[str, Any] = {
+        "id": str(row["candidate_id"]),
+        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
+        "scope": row["scope"],
+    }
+    if row["scope_tenant_id"] is not None:
+        head["tenant_id"] = str(row["scope_tenant_id"])
+    return head
+
+
+def feed_added(
+    row: Any, *, approved_at: datetime | None, expires_at: datetime | None, origin: str | None
+) -> dict[str, Any]:
+    """A feed `added` entry (PROTOCOL.md section 8) for an approved candidate."""
+    entry = candidate_head(row)
+    entry.update(
+        scenarios=list(row["scenarios"]),
+        confidence=row["max_confidence"],
+        reporters=row["reporters"],
+        approved_at=rfc3339(approved_at),
+        expires_at=rfc3339(expires_at),
+        origin=origin,
+    )
+    return entry
+
+
+def envelope(payload: bytes, sig: bytes, keyid: str) -> dict[str, Any]:
+    """A signal's DSSE envelope as published: the exact payload bytes and signature,
+    in standard base64 (PROTOCOL.md section 6); anyone can check it against the key."""
+    return {
+        "payloadType": SIGNAL_PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode("ascii")}],
     }

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from ..clock import rfc3339
+from .. import views
 from ..config import PolicyConfig
 from ..policy import Move
 from ..store import candidates as candidate_store
@@ -20,25 +20,14 @@ from ..store.signals import AppliedMove
 
 def feed_entry(row: Any, move: Move, now: datetime) -> dict[str, Any]:
     """The feed's view of a candidate as this move leaves it (PROTOCOL.md section 8)."""
-    entry: dict[str, Any] = {
-        "id": str(row["candidate_id"]),
-        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
-        "scope": row["scope"],
-    }
-    if row["scope_tenant_id"] is not None:
-        entry["tenant_id"] = str(row["scope_tenant_id"])
     if move.to_state != "approved":
-        return entry
-    approved_at = now if move.action == "approve" else row["approved_at"]
-    entry.update(
-        scenarios=list(row["scenarios"]),
-        confidence=row["max_confidence"],
-        reporters=row["reporters"],
-        approved_at=rfc3339(approved_at),
-        expires_at=rfc3339(move.expires_at),
+        return views.candidate_head(row)
+    return views.feed_added(
+        row,
+        approved_at=now if move.action == "approve" else row["approved_at"],
+        expires_at=move.expires_at,
         origin=move.origin or row["origin"],
     )
-    return entry
 
 
 def applied(row: Any, move: Move, from_state: str, now: datetime, actor: str) -> AppliedMove:

@@ -8,14 +8,12 @@ following cursors can never skip an event.
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from honeymesh_client.protocol.dsse import SIGNAL_PAYLOAD_TYPE
-
+from .. import views
 from ..auth import NodeCaller
 from ..clock import rfc3339
 from ..cursor import CursorError, Position, decode, encode
@@ -50,22 +48,9 @@ def _removed(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
 
 
 def _snapshot_entry(row: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "id": str(row["id"]),
-        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
-        "scope": row["scope"],
-    }
-    if row["scope_tenant_id"] is not None:
-        entry["tenant_id"] = str(row["scope_tenant_id"])
-    entry.update(
-        scenarios=list(row["scenarios"]),
-        confidence=row["max_confidence"],
-        reporters=row["reporters"],
-        approved_at=rfc3339(row["approved_at"]),
-        expires_at=rfc3339(row["expires_at"]),
-        origin=row["origin"],
+    return views.feed_added(
+        row, approved_at=row["approved_at"], expires_at=row["expires_at"], origin=row["origin"]
     )
-    return entry
 
 
 def _page(
@@ -188,17 +173,8 @@ async def provenance(
                 "keyid": s["keyid"],
                 "node_id": str(s["node_id"]),
                 "received_at": rfc3339(s["received_at"]),
-                "envelope": envelope_of(bytes(s["payload"]), bytes(s["sig"]), s["keyid"]),
+                "envelope": views.envelope(bytes(s["payload"]), bytes(s["sig"]), s["keyid"]),
             }
             for s in signals
         ],
-    }
-
-
-def envelope_of(payload: bytes, sig: bytes, keyid: str) -> dict[str, Any]:
-    """The envelope as published: the exact payload bytes and signature (base64)."""
-    return {
-        "payloadType": SIGNAL_PAYLOAD_TYPE,
-        "payload": base64.b64encode(payload).decode("ascii"),
-        "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode("ascii")}],
     }

@@ -43,8 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from honeymesh_client.protocol.dsse import SIGNAL_PAYLOAD_TYPE
-
+from .. import views
 from ..addresses import is_broad
 from ..auth import TokenCaller
 from ..clock import rfc3339
@@ -200,13 +199,7 @@ def candidate_view(
 ) -> dict[str, Any]:
     lease_runs = row["lease_expires_at"] is not None and row["lease_expires_at"] > now
     broad = is_broad(row["network"])
-    view: dict[str, Any] = {
-        "id": str(row["candidate_id"]),
-        "indicator": {"type": row["indicator_type"], "value": row["indicator_value"]},
-        "scope": row["scope"],
-    }
-    if row["scope_tenant_id"] is not None:
-        view["tenant_id"] = str(row["scope_tenant_id"])
+    view = views.candidate_head(row)
     view.update(
         state=row["state"],
         scenarios=list(row["scenarios"]),
@@ -240,11 +233,7 @@ def signal_view(row: Any) -> dict[str, Any]:
         "received_at": rfc3339(row["received_at"]),
         "keyid": row["keyid"],
         "public_key": _b64(bytes(row["public_key"])),
-        "envelope": {
-            "payloadType": SIGNAL_PAYLOAD_TYPE,
-            "payload": _b64(bytes(row["payload"])),
-            "signatures": [{"keyid": row["keyid"], "sig": _b64(bytes(row["sig"]))}],
-        },
+        "envelope": views.envelope(bytes(row["payload"]), bytes(row["sig"]), row["keyid"]),
     }
 
 

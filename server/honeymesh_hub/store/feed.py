@@ -57,8 +57,8 @@ async def watermark(conn: Any) -> tuple[int, int]:
 
 
 _SNAPSHOT_SQL = """
-SELECT id, indicator_type, indicator_value, scope, scope_tenant_id, scenarios, max_confidence,
-       reporters, approved_at, expires_at, origin
+SELECT id, id AS candidate_id, indicator_type, indicator_value, scope, scope_tenant_id,
+       scenarios, max_confidence, reporters, approved_at, expires_at, origin
 FROM candidates
 WHERE state = 'approved' AND scope_key = any($1::text[])
   AND ($2::uuid IS NULL OR id > $2::uuid)

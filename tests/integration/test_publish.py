@@ -166,3 +166,56 @@ async def test_approved_candidate_expiry_extended_within_auto_cap(hub: Hub) -> N
     assert (after["expires_at"] - after["approved_at"]).total_seconds() == 600 + 86400
     feed = await _rows(hub, "SELECT kind FROM feed_log ORDER BY seq")
     assert [r["kind"] for r in feed] == ["added", "added"]
+
+
+async def test_resend_after_a_crash_before_policy_makes_the_moves(hub: Hub) -> None:
+    """Signals stored, then the hub died before policy ran (so no 202 left): the
+    node's re-send is a duplicate, and the approval happens then."""
+    import base64
+    import ipaddress
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    from honeymesh_hub.store import signals as signal_store
+    from honeymesh_hub.store.signals import SignalRow
+
+    node = await hub.enroll()
+    await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    payload = signal(node, "198.51.100.77", confidence=95)
+    env = envelope(node, payload)
+    now = datetime.fromtimestamp(hub.now(), UTC)
+    row = SignalRow(
+        signal_uuid=uuid.UUID(payload["id"]),
+        keyid=node.key.keyid,
+        indicator_type="ip",
+        indicator_value="198.51.100.77",
+        network=ipaddress.ip_network("198.51.100.77/32"),
+        scope="mesh",
+        scope_tenant_id=None,
+        scope_key="mesh",
+        payload=base64.b64decode(env["payload"]),
+        sig=base64.b64decode(env["signatures"][0]["sig"]),
+        scenario=payload["scenario"],
+        confidence=95,
+        ttl_seconds=3600,
+        observed_at=now,
+    )
+    conn = await asyncpg.connect(hub.database_url)
+    try:
+        await signal_store.store(
+            conn,
+            [row],
+            node_id=uuid.UUID(node.node_id),
+            tenant_id=uuid.UUID(node.tenant_id),
+            now=now,
+            qualify_confidence=70,
+        )
+        assert await conn.fetchval("SELECT state FROM candidates") == "pending"
+    finally:
+        await conn.close()
+    reply = await node.request("POST", "/v1/signals", {"envelopes": [env]})
+    assert reply.body["results"][0]["status"] == "duplicate", reply.body
+    [cand] = await _rows(hub, "SELECT state, origin FROM candidates")
+    assert (cand["state"], cand["origin"]) == ("approved", "trusted")
+    assert json.loads(base64.b64decode(env["payload"]))["id"] == payload["id"]

@@ -214,7 +214,27 @@ async def _limit_new_candidates(
     return True
 
 
-def _facts(row: Any, caller: NodeCaller) -> CandidateFacts:
+@dataclass(frozen=True, slots=True)
+class _BatchStats:
+    """What this publish says of one candidate: its longest TTL and strongest signal."""
+
+    max_ttl: int
+    max_confidence: int
+
+
+def _batch_stats(rows: Sequence[SignalRow]) -> dict[tuple[str, str], _BatchStats]:
+    stats: dict[tuple[str, str], _BatchStats] = {}
+    for r in rows:
+        key = (r.indicator_value, r.scope_key)
+        seen = stats.get(key)
+        stats[key] = _BatchStats(
+            max(r.ttl_seconds, seen.max_ttl if seen else 0),
+            max(r.confidence, seen.max_confidence if seen else 0),
+        )
+    return stats
+
+
+def _facts(row: Any, caller: NodeCaller, batch: _BatchStats) -> CandidateFacts:
     return CandidateFacts(
         state=row["state"],
         origin=row["origin"],
@@ -227,8 +247,8 @@ def _facts(row: Any, caller: NodeCaller) -> CandidateFacts:
         max_ttl_seconds=row["max_ttl_seconds"],
         reporters=row["reporters"],
         tenants=row["tenants"],
-        batch_max_ttl=row["batch_max_ttl"],
-        batch_max_confidence=row["batch_max_confidence"],
+        batch_max_ttl=batch.max_ttl,
+        batch_max_confidence=batch.max_confidence,
         caller_trusted=caller.identity.trusted,
     )
 
@@ -254,47 +274,114 @@ async def _within_caps(
     return await ctx.limiter.take_all(policy, limits)
 
 
-async def _moves(
-    ctx: PublishContext, conn: Any, caller: NodeCaller, stored: list[Any]
-) -> tuple[list[AppliedMove], dict[uuid.UUID, str]]:
-    by_candidate: dict[uuid.UUID, Any] = {}
-    for row in stored:
-        by_candidate.setdefault(row["candidate_id"], row)
-    facts = {cid: _facts(row, caller) for cid, row in by_candidate.items()}
-    wanted = [
-        (row["indicator_value"], row["scope_key"])
-        for cid, row in by_candidate.items()
-        if wants_corroboration(facts[cid], ctx.now, ctx.policy)
-    ]
-    counts = (
-        await signal_store.corroboration(
-            conn,
-            wanted,
-            signal_store.window_start(ctx.now, ctx.policy.corroboration_window_seconds),
+def _key(row: Any) -> tuple[str, str]:
+    return (row["indicator_value"], row["scope_key"])
+
+
+async def _corroboration(
+    ctx: PublishContext,
+    conn: Any,
+    rows: Sequence[Any],
+    facts: dict[tuple[str, str], CandidateFacts],
+) -> dict[tuple[str, str], tuple[int, list[uuid.UUID]]]:
+    wanted = [_key(r) for r in rows if wants_corroboration(facts[_key(r)], ctx.now, ctx.policy)]
+    if not wanted:
+        return {}
+    since = signal_store.window_start(ctx.now, ctx.policy.corroboration_window_seconds)
+    return await signal_store.corroboration(conn, wanted, since)
+
+
+def _plan(
+    ctx: PublishContext,
+    caller: NodeCaller,
+    rows: Sequence[Any],
+    stats: dict[tuple[str, str], _BatchStats],
+    counts: dict[tuple[str, str], tuple[int, list[uuid.UUID]]],
+) -> dict[tuple[str, str], list[Move]]:
+    """The moves policy.py wants, per candidate key (empty lists left out)."""
+    plan: dict[tuple[str, str], list[Move]] = {}
+    for row in rows:
+        key = _key(row)
+        count = counts.get(key)
+        corroboration = Corroboration(count[0], len(count[1])) if count else None
+        moves = decide(_facts(row, caller, stats[key]), corroboration, ctx.now, ctx.policy)
+        if moves:
+            plan[key] = moves
+    return plan
+
+
+async def _reconcile(
+    ctx: PublishContext,
+    conn: Any,
+    caller: NodeCaller,
+    keys: Sequence[tuple[str, str]],
+    stats: dict[tuple[str, str], _BatchStats],
+) -> dict[tuple[str, str], str]:
+    """Apply policy's moves to these candidates in one transaction, on their locked,
+    current rows: whatever happened since the signals were stored (a reviewer, another
+    publish) is seen, and the moves commit with their decisions, audit and feed rows."""
+    async with conn.transaction():
+        rows = await signal_store.candidate_facts(conn, keys, lock=True)
+        facts = {_key(r): _facts(r, caller, stats[_key(r)]) for r in rows}
+        counts = await _corroboration(ctx, conn, rows, facts)
+        applied: list[AppliedMove] = []
+        final: dict[tuple[str, str], str] = {}
+        for row in rows:
+            key = _key(row)
+            tenant_ids = counts.get(key, (0, []))[1]
+            state = row["state"]
+            for move in _plan(ctx, caller, [row], stats, counts).get(key, []):
+                if move.action == "approve" and not await _within_caps(
+                    ctx, conn, caller, move, tenant_ids
+                ):
+                    ctx.metrics.auto_decisions.labels(f"{move.rule}_capped").inc()
+                    move = Move("defer", "pending", reason="daily cap reached", rule=move.rule)
+                elif move.rule is not None and move.action != "extend":
+                    ctx.metrics.auto_decisions.labels(move.rule).inc()
+                actor = f"rule:{move.rule}" if move.rule else "hub"
+                applied.append(decisions.applied(row, move, state, ctx.now, actor))
+                state = move.to_state
+            final[key] = state
+        await signal_store.apply_moves(conn, applied, ctx.now)
+    return final
+
+
+async def _apply_policy(
+    ctx: PublishContext,
+    conn: Any,
+    caller: NodeCaller,
+    rows: Sequence[SignalRow],
+    stored: Sequence[Any],
+) -> dict[tuple[str, str], str]:
+    """Run policy on every candidate this publish touched; move those it says to move.
+
+    Most publishes move nothing and cost no further round trip. Duplicates count as
+    touching their candidate: a node re-sending after a hub died between storing its
+    signals and moving their candidates (before any 202) gets those moves made now.
+    Any replica's last look at a candidate follows every earlier commit, so
+    corroboration read here, after our own commit, never misses a concurrent publish.
+    """
+    stats = _batch_stats(rows)
+    by_key = {_key(r): r for r in stored}
+    missing = [k for k in stats if k not in by_key]
+    if missing:
+        by_key.update(
+            {_key(r): r for r in await signal_store.candidate_facts(conn, missing, lock=False)}
         )
-        if wanted
-        else {}
-    )
-    applied: list[AppliedMove] = []
-    final_state: dict[uuid.UUID, str] = {}
-    for cid, row in by_candidate.items():
-        key = (row["indicator_value"], row["scope_key"])
-        nodes, tenant_ids = counts.get(key, (0, []))
-        corroboration = Corroboration(nodes, len(tenant_ids)) if key in counts else None
-        state = row["state"]
-        for move in decide(facts[cid], corroboration, ctx.now, ctx.policy):
-            if move.action == "approve" and not await _within_caps(
-                ctx, conn, caller, move, tenant_ids
-            ):
-                ctx.metrics.auto_decisions.labels(f"{move.rule}_capped").inc()
-                move = Move("defer", "pending", reason="daily cap reached", rule=move.rule)
-            elif move.rule is not None and move.action != "extend":
-                ctx.metrics.auto_decisions.labels(move.rule).inc()
-            actor = f"rule:{move.rule}" if move.rule else "hub"
-            applied.append(decisions.applied(row, move, state, ctx.now, actor))
-            state = move.to_state
-        final_state[cid] = state
-    return applied, final_state
+    facts = {k: _facts(r, caller, stats[k]) for k, r in by_key.items()}
+    touched = list(by_key.values())
+    counts = await _corroboration(ctx, conn, touched, facts)
+    keys = sorted(_plan(ctx, caller, touched, stats, counts))
+    if not keys:
+        return {}
+    for attempt in range(_RETRIES):
+        try:
+            return await _reconcile(ctx, conn, caller, keys, stats)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _RETRIES - 1:
+                raise
+            log.warning("publish deadlock; retrying")
+    return {}
 
 
 async def publish(
@@ -306,30 +393,22 @@ async def publish(
         if batch.refused_payloads:
             await _refuse_payloads(conn, caller, batch)
         charged = await _limit_new_candidates(ctx, conn, caller, batch, budget)
-        stored: list[Any] = []
-        final_state: dict[uuid.UUID, str] = {}
-        for attempt in range(_RETRIES):
-            try:
-                async with conn.transaction():
-                    stored = (
-                        await signal_store.store(
-                            conn,
-                            [p.row for p in batch.pending],
-                            node_id=caller.node_id,
-                            tenant_id=caller.tenant_id,
-                            now=ctx.now,
-                            qualify_confidence=ctx.policy.corroboration_min_confidence,
-                        )
-                        if batch.pending
-                        else []
-                    )
-                    moves, final_state = await _moves(ctx, conn, caller, stored)
-                    await signal_store.apply_moves(conn, moves, ctx.now)
-                break
-            except asyncpg.DeadlockDetectedError:
-                if attempt == _RETRIES - 1:
-                    raise
-                log.warning("publish deadlock; retrying")
+        rows = [p.row for p in batch.pending]
+        # The signals and their counts: one statement, its own transaction. Durable
+        # from here on, so a 202 may follow; policy's moves are derived state.
+        stored = (
+            await signal_store.store(
+                conn,
+                rows,
+                node_id=caller.node_id,
+                tenant_id=caller.tenant_id,
+                now=ctx.now,
+                qualify_confidence=ctx.policy.corroboration_min_confidence,
+            )
+            if rows
+            else []
+        )
+        final = await _apply_policy(ctx, conn, caller, rows, stored)
     if not charged:
         opened = len({row["candidate_id"] for row in stored if row["created"]})
         if opened:
@@ -344,7 +423,7 @@ async def publish(
                 "id": str(p.row.signal_uuid),
                 "status": "accepted",
                 "candidate_id": str(row["candidate_id"]),
-                "candidate_state": final_state.get(row["candidate_id"], row["state"]),
+                "candidate_state": final.get(_key(row), row["state"]),
             }
     results = [r for r in batch.results if r is not None]
     assert len(results) == len(envelopes)

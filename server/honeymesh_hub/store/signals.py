@@ -60,6 +60,13 @@ async def stored_ids(conn: Any, node_id: UUID, signal_uuids: Sequence[UUID]) -> 
 # upsert takes each candidate's row lock in sorted order (no deadlocks between
 # batches); counts are increments of what this statement newly inserted, applied
 # to the latest row version, so concurrent publishes count exactly.
+# What policy.py needs to know of a candidate, as every read of it returns it.
+CANDIDATE_FACTS = """c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope,
+       c.scope_tenant_id, c.scope_key, c.network, c.state, c.origin, c.scenarios, c.reporters,
+       c.tenants, c.signal_count, c.max_confidence, c.max_ttl_seconds, c.first_seen,
+       c.last_seen, c.expires_at, c.expiry_cap, c.approved_at, c.decided_at, c.reviewer_locked,
+       EXISTS (SELECT 1 FROM allowlist al WHERE al.cidr && c.network) AS allowlisted"""
+
 _STORE_SQL = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
@@ -130,16 +137,38 @@ cand AS (
         updated_at = EXCLUDED.updated_at
     RETURNING c.*, (c.xmax = 0) AS created
 )
-SELECT i.signal_uuid, c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope,
-       c.scope_tenant_id, c.scope_key, c.network, c.state, c.origin, c.scenarios, c.reporters,
-       c.tenants, c.signal_count, c.max_confidence, c.max_ttl_seconds, c.first_seen,
-       c.last_seen, c.expires_at, c.expiry_cap, c.approved_at, c.decided_at, c.reviewer_locked,
-       c.created, a.max_ttl AS batch_max_ttl, a.max_conf AS batch_max_confidence,
-       EXISTS (SELECT 1 FROM allowlist al WHERE al.cidr && c.network) AS allowlisted
+SELECT i.signal_uuid, c.created, {facts}
 FROM ins i
 JOIN cand c ON c.indicator_value = i.indicator_value AND c.scope_key = i.scope_key
-JOIN agg a ON a.indicator_value = i.indicator_value AND a.scope_key = i.scope_key
 """
+
+
+_STORE_SQL = _STORE_SQL.replace("{facts}", CANDIDATE_FACTS)
+
+_FACTS_FOR_UPDATE_SQL = f"""
+SELECT {CANDIDATE_FACTS}
+FROM candidates c
+WHERE (c.indicator_value, c.scope_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+ORDER BY c.indicator_value, c.scope_key
+FOR UPDATE OF c
+"""
+
+_FACTS_SQL = f"""
+SELECT {CANDIDATE_FACTS}
+FROM candidates c
+WHERE (c.indicator_value, c.scope_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+
+async def candidate_facts(conn: Any, keys: Sequence[tuple[str, str]], *, lock: bool) -> list[Any]:
+    """Candidates by (indicator, scope) key; with `lock`, row-locked in key order (the
+    order publishing and review lock them in, so they cannot deadlock each other)."""
+    rows: list[Any] = await conn.fetch(
+        _FACTS_FOR_UPDATE_SQL if lock else _FACTS_SQL,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return rows
 
 
 async def store(

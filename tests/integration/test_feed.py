@@ -222,3 +222,17 @@ async def test_pull_rate_limit_headers(hub: Hub) -> None:
     await node.request("GET", "/v1/feed")
     third = await node.request("GET", "/v1/feed")
     assert (third.status, third.code) == (429, "rate_limited")
+
+
+async def test_snapshot_and_delta_entries_are_identical(hub: Hub) -> None:
+    """Snapshot entries are built by PostgreSQL, delta entries by views.feed_added:
+    a client must not be able to tell them apart."""
+    tenant = await hub.tenant()
+    node = await trusted(hub, tenant)
+    follower = await hub.enroll(tenant)
+    _, cursor = await pull_all(follower)
+    mesh = await approve(node, "198.51.100.20")
+    own = await approve(node, "198.51.100.21", share="tenant")
+    delta = (await follower.request("GET", f"/v1/feed?cursor={cursor}")).body["added"]
+    snapshot, _ = await pull_all(await hub.enroll(tenant))
+    assert {e["id"]: e for e in delta} == {mesh: snapshot[mesh], own: snapshot[own]}

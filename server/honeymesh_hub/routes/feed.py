@@ -26,6 +26,10 @@ def _context(app: web.Application) -> feed.FeedContext:
     )
 
 
+def _page_response(page: feed.FeedPage, headers: dict[str, str]) -> web.Response:
+    return web.Response(body=page.body(), content_type="application/json", headers=headers)
+
+
 @routes.get("/v1/feed")
 async def get_feed(request: web.Request) -> web.Response:
     app = request.app
@@ -39,7 +43,7 @@ async def get_feed(request: web.Request) -> web.Response:
     headers = quota_of("pull", windows).headers()
     if wait == 0:
         page = await feed.read(_context(app), caller, cursor, limit, 0)
-        return json_response(page, headers=headers)
+        return _page_response(page, headers)
     slots = app[state.REDIS]
     key = f"w:{caller.node_id}"
     held = await slots.counter_add(key, 1, ttl_seconds=120)
@@ -52,7 +56,7 @@ async def get_feed(request: web.Request) -> web.Response:
         page = await feed.read(_context(app), caller, cursor, limit, float(wait))
     finally:
         await slots.counter_add(key, -1, ttl_seconds=120)
-    return json_response(page, headers=headers)
+    return _page_response(page, headers)
 
 
 @routes.get("/v1/decisions/{decision_id}/provenance")

@@ -8,6 +8,7 @@ following cursors can never skip an event.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -47,21 +48,26 @@ def _removed(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
     return {"id": entry["id"], "indicator": entry["indicator"], "reason": reason or "retracted"}
 
 
-def _snapshot_entry(row: Any) -> dict[str, Any]:
-    return views.feed_added(
-        row, approved_at=row["approved_at"], expires_at=row["expires_at"], origin=row["origin"]
-    )
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """A feed page; `added_json` is the JSON text of the `added` array, made once
+    (by PostgreSQL for snapshot pages) and copied into the answer as it is."""
 
+    cursor: str
+    more: bool
+    reset: bool
+    added_json: str
+    removed: list[dict[str, Any]]
 
-def _page(
-    cursor: str, more: bool, reset: bool, added: list[Any], removed: list[Any]
-) -> dict[str, Any]:
-    return {"cursor": cursor, "more": more, "reset": reset, "added": added, "removed": removed}
+    def body(self) -> bytes:
+        head = json.dumps({"cursor": self.cursor, "more": self.more, "reset": self.reset})
+        removed = json.dumps(self.removed)
+        return f'{head[:-1]}, "added": {self.added_json}, "removed": {removed}}}'.encode()
 
 
 async def _snapshot_page(
     ctx: FeedContext, caller: NodeCaller, position: Position | None, limit: int
-) -> dict[str, Any]:
+) -> FeedPage:
     scopes = scopes_of(caller)
     async with ctx.pool.acquire() as conn:
         if position is None:
@@ -70,22 +76,13 @@ async def _snapshot_page(
         else:
             boundary, after = position.xid, position.after
             await _check_retained(conn, boundary, 0)
-        rows = await feed_store.snapshot(conn, scopes, after, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if more:
-        nxt = Position("snapshot", boundary, 0, rows[-1]["id"])
-    else:
-        # Everything that committed from a transaction older than the boundary is in
-        # the set just served; the deltas start at the boundary.
-        nxt = Position("delta", boundary, 0)
-    ctx.metrics.feed_events.labels("snapshot").inc(len(rows))
-    return _page(
-        encode(nxt, caller.node_id, ctx.mac_key),
-        more,
-        position is None,
-        [_snapshot_entry(r) for r in rows],
-        [],
+        count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
+    # The last page continues at the boundary: everything that committed from a
+    # transaction older than it is in the set just served.
+    nxt = Position("snapshot", boundary, 0, last_id) if more else Position("delta", boundary, 0)
+    ctx.metrics.feed_events.labels("snapshot").inc(count)
+    return FeedPage(
+        encode(nxt, caller.node_id, ctx.mac_key), more, position is None, added_json, []
     )
 
 
@@ -97,7 +94,7 @@ async def _check_retained(conn: Any, xid: int, seq: int) -> None:
 
 async def _delta_page(
     ctx: FeedContext, caller: NodeCaller, position: Position, limit: int
-) -> tuple[dict[str, Any] | None, bool]:
+) -> tuple[FeedPage | None, bool]:
     """A page of changes, or None when nothing is new (and whether news is pending)."""
     scopes = scopes_of(caller)
     async with ctx.pool.acquire() as conn:
@@ -122,12 +119,15 @@ async def _delta_page(
     removed = [_removed(r["entry"], r["reason"]) for r in latest.values() if r["kind"] == "removed"]
     ctx.metrics.feed_events.labels("added").inc(len(added))
     ctx.metrics.feed_events.labels("removed").inc(len(removed))
-    return _page(encode(nxt, caller.node_id, ctx.mac_key), more, False, added, removed), pending
+    page = FeedPage(
+        encode(nxt, caller.node_id, ctx.mac_key), more, False, json.dumps(added), removed
+    )
+    return page, pending
 
 
 async def read(
     ctx: FeedContext, caller: NodeCaller, cursor: str | None, limit: int, wait: float
-) -> dict[str, Any]:
+) -> FeedPage:
     if not cursor:
         return await _snapshot_page(ctx, caller, None, limit)
     try:
@@ -147,7 +147,7 @@ async def read(
             return page
         remaining = deadline - time.monotonic()
         if remaining <= 0 or ctx.notifier.closing:
-            return _page(cursor, False, False, [], [])
+            return FeedPage(cursor, False, False, "[]", [])
         step = remaining
         if pending or not ctx.notifier.connected.is_set():
             step = min(remaining, _RECHECK_SECONDS)

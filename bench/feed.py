@@ -61,8 +61,9 @@ async def insert_decisions(dsn: str, start: int, count: int) -> None:
                 scope_key, state, origin, scenarios, reporters, tenants, signal_count,
                 max_confidence, max_ttl_seconds, first_seen, last_seen, expires_at,
                 approved_at, decided_at, created_at, updated_at)
-            SELECT gen_random_uuid(), 'ip', host('45.0.0.0'::inet + i), ('45.0.0.0'::inet + i)::cidr,
-                   'mesh', 'mesh', 'approved', 'review', ARRAY['ssh/brute-force'], 1, 1, 1, 80,
+            SELECT gen_random_uuid(), 'ip', host('45.0.0.0'::inet + i),
+                   ('45.0.0.0'::inet + i)::cidr, 'mesh', 'mesh', 'approved', 'review',
+                   ARRAY['ssh/brute-force'], 1, 1, 1, 80,
                    3600, now(), now(), now() + interval '1 day', now(), now(), now(), now()
             FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS i
             """,

@@ -23,6 +23,7 @@ from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
 from .services import expiry
+from .services.feed import SharedReads
 from .store import allowlist as allowlist_store
 from .store import feed as feed_store
 from .store.db import create_pool
@@ -76,6 +77,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     notifier = FeedNotifier(config.database_url)
     notifier.start()
     app[state.NOTIFIER] = notifier
+    app[state.FEED_READS] = SharedReads()
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     yield
     compactor.cancel()

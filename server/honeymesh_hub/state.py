@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
+    from .services.feed import SharedReads
 
 CONFIG = web.AppKey("config", Config)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -25,6 +26,7 @@ LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
+FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")

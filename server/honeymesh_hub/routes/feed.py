@@ -23,6 +23,7 @@ def _context(app: web.Application) -> feed.FeedContext:
         notifier=app[state.NOTIFIER],
         mac_key=app[state.CURSOR_KEY],
         metrics=app[state.METRICS],
+        reads=app[state.FEED_READS],
     )
 
 

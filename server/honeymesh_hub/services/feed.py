@@ -8,8 +8,10 @@ following cursors can never skip an event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -28,12 +30,51 @@ from ..store import feed as feed_store
 _RECHECK_SECONDS = 0.25
 
 
+DeltaKey = tuple[int, int, tuple[str, ...], int]
+DeltaRead = tuple[int, bool, list[Any]]
+
+
+class SharedReads:
+    """One delta query for all the requests of this process that ask the same thing.
+
+    When an approval wakes thousands of caught-up waiters, they all stand at the same
+    position with the same scopes: the first starts the query, the others await its
+    result instead of running their own. The answer is what any of them would have
+    read at that moment, so the no-skip argument of store/feed.py holds unchanged;
+    each request still encodes its own node's cursor.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[DeltaKey, asyncio.Task[DeltaRead]] = {}
+
+    async def delta(
+        self, pool: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
+    ) -> DeltaRead:
+        key = (xid, seq, tuple(scopes), limit)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(_read_delta(pool, xid, seq, scopes, limit))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        # Shielded: a requester that goes away does not cancel the others' read.
+        return await asyncio.shield(task)
+
+
+async def _read_delta(
+    pool: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
+) -> DeltaRead:
+    async with pool.acquire() as conn:
+        await _check_retained(conn, xid, seq)
+        return await feed_store.delta(conn, xid, seq, scopes, limit)
+
+
 @dataclass(slots=True)
 class FeedContext:
     pool: Any
     notifier: FeedNotifier
     mac_key: bytes
     metrics: Metrics
+    reads: SharedReads
 
 
 def scopes_of(caller: NodeCaller) -> list[str]:
@@ -96,12 +137,9 @@ async def _delta_page(
     ctx: FeedContext, caller: NodeCaller, position: Position, limit: int
 ) -> tuple[FeedPage | None, bool]:
     """A page of changes, or None when nothing is new (and whether news is pending)."""
-    scopes = scopes_of(caller)
-    async with ctx.pool.acquire() as conn:
-        await _check_retained(conn, position.xid, position.seq)
-        xmin, pending, rows = await feed_store.delta(
-            conn, position.xid, position.seq, scopes, limit + 1
-        )
+    xmin, pending, rows = await ctx.reads.delta(
+        ctx.pool, position.xid, position.seq, scopes_of(caller), limit + 1
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     if not rows:

@@ -10,7 +10,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint bench clean-data
+.PHONY: help venv run test lint bench clean-data image
 
 help:
 	@echo "make run | test | lint | bench | venv | clean-data"
@@ -50,3 +50,10 @@ clean-data:
 	@if [ -x $(VPY) ]; then py=$(VPY); else py="$(PYTHON)"; fi; \
 	  $$py scripts/devservices.py clean
 	rm -rf .data
+
+# The container image, where a Docker daemon answers (none runs on the dev machines).
+image:
+	@if docker info >/dev/null 2>&1; then \
+	  docker build -f deploy/Dockerfile -t honeymesh-hub:dev . && \
+	  docker run --rm honeymesh-hub:dev --help >/dev/null && echo "image honeymesh-hub:dev built"; \
+	else echo "No Docker daemon answers here; deploy/ is checked by make test (tests/deploy)."; fi

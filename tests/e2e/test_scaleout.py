@@ -30,10 +30,10 @@ import asyncpg
 import pytest
 
 import devservices  # scripts/, on sys.path through tests/conftest.py
+from devproxy import Proxy  # scripts/, on sys.path through tests/conftest.py
 from honeymesh_client.protocol.dsse import build_envelope
 
 from .conftest import HubFactory
-from .proxy import Proxy
 from .remote import Admin, HubProcess, Node, Reply, create_admin_token, hub_env, send
 from .test_cli_walk import NODE_BIN, cli, client_env, enrolled_node, publish_args, status_of
 from .test_client_resilience import count_signals, until

@@ -1,9 +1,10 @@
-"""A real HAProxy (Debian's `haproxy`) in front of hub processes, on loopback.
+"""A real HAProxy (Debian's `haproxy`) in front of hub processes, on loopback, for the
+scale-out tests and benchmark.
 
 It balances round-robin, health-checks `/readyz`, drops any `X-Forwarded-For` a
 client sends and adds the real peer, as deploy/haproxy.cfg does in production (there
-with TLS; plain HTTP here). It runs in the foreground as a child of the test and is
-stopped at teardown.
+with TLS; plain HTTP here). It runs in the foreground as a child of its caller and is
+stopped by it.
 """
 
 from __future__ import annotations

@@ -446,3 +446,22 @@ async def decide(
                     raise
                 log.warning("review decisions deadlock; retrying")
     raise AssertionError("unreachable")
+
+
+async def stats(pool: Any, reviewer: Reviewer, now: datetime) -> dict[str, Any]:
+    """The console's status strip: queue depth by state, approvals in the last 24 h by
+    origin, and rule-made approvals deferred by the daily caps, in this reviewer's scope."""
+    async with pool.acquire() as conn:
+        found = await review_store.stats(conn, reviewer.scope_key, now - timedelta(days=1))
+    states = {s: 0 for s in ("pending", "approved", "rejected", "expired", "retracted")}
+    states.update(found["states"])
+    return {
+        "scope": "mesh" if reviewer.scope_key == "mesh" else "tenant",
+        "states": states,
+        "approvals_24h": {
+            "review": found["reviewed"],
+            "auto": found["auto"],
+            "trusted": found["trusted"],
+        },
+        "deferred_by_caps_24h": found["deferred"],
+    }

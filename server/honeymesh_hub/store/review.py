@@ -212,3 +212,29 @@ async def oldest_overdue(conn: Any, now: datetime) -> datetime | None:
         now,
     )
     return found
+
+
+async def stats(conn: Any, scope_key: str, since: datetime) -> dict[str, Any]:
+    """Queue depth by state, and approvals since `since` by origin, in one scope."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb)
+             FROM (SELECT state, count(*) AS n FROM candidates WHERE scope_key = $1
+                   GROUP BY state) s) AS states,
+          (SELECT count(*) FILTER (WHERE d.origin = 'review') FROM decisions d
+             JOIN candidates c ON c.id = d.candidate_id
+            WHERE c.scope_key = $1 AND d.action = 'approve' AND d.time >= $2) AS reviewed,
+          (SELECT count(*) FILTER (WHERE d.origin = 'auto') FROM decisions d
+             JOIN candidates c ON c.id = d.candidate_id
+            WHERE c.scope_key = $1 AND d.action = 'approve' AND d.time >= $2) AS auto,
+          (SELECT count(*) FILTER (WHERE d.origin = 'trusted') FROM decisions d
+             JOIN candidates c ON c.id = d.candidate_id
+            WHERE c.scope_key = $1 AND d.action = 'approve' AND d.time >= $2) AS trusted,
+          (SELECT count(*) FROM decisions d JOIN candidates c ON c.id = d.candidate_id
+            WHERE c.scope_key = $1 AND d.action = 'defer' AND d.time >= $2) AS deferred
+        """,
+        scope_key,
+        since,
+    )
+    return dict(row)

@@ -30,13 +30,13 @@ import asyncpg
 from yarl import URL
 
 from bench.publish import (
-    ROOT,
     BenchNode,
     create_admin_token,
     enroll_nodes,
     hub_env,
     start_hub,
     wait_ready,
+    with_services,
 )
 from honeymesh_client.protocol.dsse import build_envelope
 from honeymesh_client.protocol.keys import NodeKey
@@ -336,31 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     # the hard one (the hub, started from here, inherits it).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import devservices
-
     print(
         f"== feed: GET /v1/feed on `honeymesh-hub serve --workers 2`, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; PostgreSQL durable, Redis, client on this machine"
         f" (fd limit {soft} -> {hard})",
         flush=True,
     )
-    pg = redis = None
-    try:
-        pg = devservices.PostgresServer(fast=False)
-        pg.start()
-        redis = devservices.RedisServer()
-        redis.start()
-        dsn = pg.ensure_database("bench")
-        return asyncio.run(bench(args, dsn, redis.url))
-    except (devservices.DevServiceError, RuntimeError) as exc:
-        print(f"bench.feed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if redis is not None:
-            redis.stop()
-        if pg is not None:
-            pg.stop()
+    return with_services(
+        "bench.feed", lambda services: bench(args, services.dsn, services.redis_url)
+    )
 
 
 if __name__ == "__main__":

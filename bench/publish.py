@@ -52,7 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -780,27 +780,50 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import devservices
-
     print(
         f"== publish: POST /v1/signals on `honeymesh-hub serve --workers {settings.workers}`, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; PostgreSQL durable "
         f"(fsync on), Redis, client, all on this machine",
         flush=True,
     )
+
+    async def measure(services: BenchServices) -> int:
+        return await bench(
+            settings, services.dsn, services.redis_url, services.pg_pid, services.redis_pid
+        )
+
+    return with_services("bench.publish", measure)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchServices:
+    dsn: str
+    redis_url: str
+    pg_pid: int
+    redis_pid: int
+
+
+def with_services(name: str, measure: Callable[[BenchServices], Awaitable[int]]) -> int:
+    """Run `measure` on a durable throwaway PostgreSQL (fsync on) and a Redis, both
+    stopped afterwards whatever happens; a set-up failure is one line on stderr."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import devservices
+
     pg = redis = None
     try:
         pg = devservices.PostgresServer(fast=False)
         pg.start()
         redis = devservices.RedisServer()
         redis.start()
-        dsn = pg.ensure_database("bench")
-        pg_pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
-        redis_pid = int(redis.pidfile.read_text().strip())
-        return asyncio.run(bench(settings, dsn, redis.url, pg_pid, redis_pid))
+        services = BenchServices(
+            pg.ensure_database("bench"),
+            redis.url,
+            int((pg.datadir / "postmaster.pid").read_text().split()[0]),
+            int(redis.pidfile.read_text().strip()),
+        )
+        return asyncio.run(measure(services))
     except (devservices.DevServiceError, RuntimeError) as exc:
-        print(f"bench.publish: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     finally:
         if redis is not None:

@@ -25,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from bench.publish import (
-    ROOT,
+    BenchServices,
     create_admin_token,
     drive,
     enroll_nodes,
@@ -33,6 +33,7 @@ from bench.publish import (
     indicator_pool,
     presign,
     start_hub,
+    with_services,
 )
 
 
@@ -114,31 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed phase per round")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import devservices
-
     print(
         f"== scale-out: single-envelope publishes, concurrency 32, through HAProxy to N "
         f"replicas of `serve --workers 1`; {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; PostgreSQL durable, Redis, proxy, client on this machine",
         flush=True,
     )
-    pg = redis = None
-    try:
-        pg = devservices.PostgresServer(fast=False)
-        pg.start()
-        redis = devservices.RedisServer()
-        redis.start()
-        dsn = pg.ensure_database("bench")
-        rows = asyncio.run(run(args, dsn, redis.url))
-    except (devservices.DevServiceError, RuntimeError) as exc:
-        print(f"bench.scaleout: {exc}", file=sys.stderr)
+    rows: list[tuple[int, float, float, float]] = []
+
+    async def measure(services: BenchServices) -> int:
+        rows.extend(await run(args, services.dsn, services.redis_url))
+        return 0
+
+    if with_services("bench.scaleout", measure):
         return 1
-    finally:
-        if redis is not None:
-            redis.stop()
-        if pg is not None:
-            pg.stop()
     print(f"{'replicas':>8}  {'req/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}")
     for replicas, rate, p50, p99 in rows:
         print(f"{replicas:>8}  {rate:>8,.0f}  {p50:>7.1f}  {p99:>7.1f}")

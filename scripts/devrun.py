@@ -165,6 +165,7 @@ HoneyMesh hub is running at {base}   (Ctrl-C stops it and its servers)
   ADMIN token      {admin}
   REVIEWER token   {reviewer}
   ENROLL token     {enroll}   (7 days, 10 uses)
+  review console   {base}/console/   (log in with the REVIEWER or ADMIN token)
 
 Try it (paste into another shell):
 

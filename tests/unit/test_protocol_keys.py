@@ -153,11 +153,9 @@ def test_save_ignores_umask(tmp_path: Path) -> None:
         NodeKey.generate().save(tmp_path / "k")
     finally:
         os.umask(old)
-    if os.name == "posix":
-        assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o601])
 def test_load_refuses_readable_by_others(tmp_path: Path, mode: int) -> None:
     path = tmp_path / "node.key"

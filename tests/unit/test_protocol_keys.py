@@ -126,8 +126,7 @@ def test_save_load_mode_0600(tmp_path: Path) -> None:
     key = NodeKey.generate()
     path = tmp_path / "node.key"
     key.save(path)
-    if os.name == "posix":
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     loaded = NodeKey.load(path)
     assert loaded.public_raw == key.public_raw
     assert loaded.keyid == key.keyid

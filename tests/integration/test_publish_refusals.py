@@ -207,3 +207,4 @@ async def test_new_candidates_per_day_refuses_alone(hub: Hub) -> None:
     reply = await publish(node, signal(node, "198.51.100.1"), signal(node, "198.51.100.2"))
     statuses = [(r["status"], r.get("error", {}).get("code")) for r in reply.body["results"]]
     assert statuses == [("accepted", None), ("rejected", "rate_limited")]
+    assert reply.body["results"][1]["error"]["pointer"] == "/envelopes/1/payload/indicator"

@@ -64,10 +64,9 @@ class _Batch:
     refused_payloads: list[tuple[int, Refusal, uuid.UUID | None]] = field(default_factory=list)
 
 
-def _refusal(signal_id: str | None, code: str, detail: str, pointer: str | None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "detail": detail}
-    if pointer is not None:
-        error["pointer"] = pointer
+def _refusal(signal_id: str | None, code: str, detail: str, pointer: str) -> dict[str, Any]:
+    """A refused envelope's result; every refusal points at what it refuses."""
+    error = {"code": code, "detail": detail, "pointer": pointer}
     return {"id": signal_id, "status": "rejected", "error": error}
 
 
@@ -206,7 +205,7 @@ async def _limit_new_candidates(
                 "rate_limited",
                 "The tenant's new_candidates_per_day is spent; this signal would open a new"
                 " candidate.",
-                None,
+                f"/envelopes/{p.index}/payload/indicator",
             )
         else:
             kept.append(p)

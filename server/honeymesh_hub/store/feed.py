@@ -77,38 +77,48 @@ _ENTRY = ", ".join(
     )
 )
 
-_SNAPSHOT_SQL = f"""
+# A page reads one row more than it serves: that row answers `more`. There are two
+# texts, the first page's and the others' (`id > $3`), not one with `$3 IS NULL OR`:
+# asyncpg prepares each statement once per connection, and PostgreSQL soon switches a
+# prepared statement to a generic plan, in which that OR is no index condition, so page
+# k would scan the k pages before it (a snapshot quadratic in its size).
+_SNAPSHOT_SQL = """
 WITH page AS (
     SELECT id, indicator_type, indicator_value, scope, scope_tenant_id, scenarios,
-           max_confidence, reporters, approved_at, expires_at, origin
+           max_confidence, reporters, approved_at, expires_at, origin,
+           row_number() OVER (ORDER BY id) AS rn
     FROM candidates
-    WHERE state = 'approved' AND scope_key = any($1::text[])
-      AND ($2::uuid IS NULL OR id > $2::uuid)
+    WHERE state = 'approved' AND scope_key = any($1::text[]){after}
     ORDER BY id
-    LIMIT $3
-),
-agg AS (
-    SELECT count(*) AS n, (array_agg(id ORDER BY id DESC))[1] AS last_id,
-           coalesce(json_agg(CASE WHEN scope_tenant_id IS NULL
-                                  THEN json_build_object({_ENTRY.format(tenant="")})
-                                  ELSE json_build_object({
-    _ENTRY.format(tenant="'tenant_id', scope_tenant_id, ")
-})
-                             END ORDER BY id), '[]'::json)::text AS added
-    FROM page
+    LIMIT $2::int + 1
 )
-SELECT n, last_id, added,
-       n = $3 AND EXISTS (SELECT 1 FROM candidates c WHERE c.state = 'approved'
-                          AND c.scope_key = any($1::text[]) AND c.id > agg.last_id) AS more
-FROM agg
+SELECT count(*) FILTER (WHERE rn <= $2) AS n,
+       (array_agg(id ORDER BY id DESC) FILTER (WHERE rn <= $2))[1] AS last_id,
+       coalesce(json_agg(CASE WHEN scope_tenant_id IS NULL
+                              THEN json_build_object({mesh})
+                              ELSE json_build_object({tenant})
+                         END ORDER BY id) FILTER (WHERE rn <= $2), '[]'::json)::text AS added,
+       count(*) > $2 AS more
+FROM page
 """
+_SNAPSHOT_FIRST_SQL, _SNAPSHOT_AFTER_SQL = (
+    _SNAPSHOT_SQL.format(
+        after=after,
+        mesh=_ENTRY.format(tenant=""),
+        tenant=_ENTRY.format(tenant="'tenant_id', scope_tenant_id, "),
+    )
+    for after in ("", " AND id > $3::uuid")
+)
 
 
 async def snapshot(
     conn: Any, scopes: Sequence[str], after: UUID | None, limit: int
 ) -> tuple[int, UUID | None, str, bool]:
     """A page of the active set: (count, last id, the entries as JSON text, more)."""
-    row = await conn.fetchrow(_SNAPSHOT_SQL, list(scopes), after, limit)
+    if after is None:
+        row = await conn.fetchrow(_SNAPSHOT_FIRST_SQL, list(scopes), limit)
+    else:
+        row = await conn.fetchrow(_SNAPSHOT_AFTER_SQL, list(scopes), limit, after)
     return row["n"], row["last_id"], row["added"], row["more"]
 
 

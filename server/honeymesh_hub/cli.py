@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -132,6 +133,18 @@ async def _create_token(config: Config, args: argparse.Namespace) -> str:
     return result["token"]
 
 
+def _raise_open_files() -> None:
+    """Long-polling nodes each hold a connection: take the hard open-file limit as the
+    soft one (a shell's usual 1,024 refuses connections at about a thousand waiters).
+    Workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit", extra={"fields": {"soft": soft}})
+
+
 def serve(config: Config, listen: str | None, workers: int) -> int:
     if listen:
         host, port = parse_listen(listen, "--listen")
@@ -139,6 +152,7 @@ def serve(config: Config, listen: str | None, workers: int) -> int:
         host, port = config.listen_host, config.listen_port
     if workers < 1:
         raise CLIError("--workers must be at least 1.")
+    _raise_open_files()
     applied = asyncio.run(_migrate(config))
     if applied:
         log.info("migrated", extra={"fields": {"versions": applied}})

@@ -299,6 +299,15 @@ class RateLimiter:
         """Whether one more unit would pass the limit; charges nothing."""
         return await self._run(lambda lim: lim.test(limit.item, policy, limit.key))
 
+    async def used(self, policy: str, limit: Limit) -> int:
+        """How much of the limit's window is spent now; charges nothing."""
+
+        async def op(limiter: SlidingWindowCounterRateLimiter) -> int:
+            stats = await limiter.get_window_stats(limit.item, policy, limit.key)
+            return max(0, limit.item.amount - stats.remaining)
+
+        return await self._run(op)
+
     async def count(self, policy: str, limit: Limit) -> bool:
         """Charge one unit without refusing; True while still within the limit."""
         return await self._run(lambda lim: lim.hit(limit.item, policy, limit.key))

@@ -15,9 +15,10 @@ async def test_console_files_carry_a_strict_csp(hub: Hub) -> None:
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
     index = await (await hub.client.get("/console/")).text()
     assert '<script type="module" src="app.js">' in index and "<script>" not in index
-    missing = await hub.client.get("/console/secrets.txt")
-    assert missing.status == 404
-    assert missing.headers["Content-Type"].startswith("application/problem+json")
+    for path in ("/console/secrets.txt", "/console/a/b.js", "/console/..%2Fapp.py"):
+        missing = await hub.client.get(path)
+        assert missing.status == 404, path
+        assert missing.headers["Content-Type"].startswith("application/problem+json"), path
     redirect = await hub.client.get("/console", allow_redirects=False)
     assert (redirect.status, redirect.headers["Location"]) == (301, "/console/")
 
@@ -40,3 +41,33 @@ async def test_stats_are_scoped_like_the_queue(hub: Hub) -> None:
     assert (admin.status, admin.code) == (403, "forbidden")
     nobody = await hub.call("GET", "/v1/review/stats", token="hmr_forged")
     assert nobody.status == 401
+
+
+async def test_stats_show_the_daily_automation_caps_as_spent(hub: Hub) -> None:
+    # Corroboration (3 nodes, 2 tenants, confidence >= 70) spends one unit of every
+    # contributing tenant's auto_approvals_per_day; past it, a candidate waits (defer).
+    ta = await hub.tenant(limits={"auto_approvals_per_day": 1})
+    tb = await hub.tenant()
+    a1, a2, b1 = await hub.enroll(ta), await hub.enroll(ta), await hub.enroll(tb)
+    for value in ("203.0.113.40", "203.0.113.41"):
+        for node in (a1, a2, b1):
+            await publish(node, signal(node, value, confidence=80))
+    trusted = await hub.enroll(tb)
+    patched = await hub.call("PATCH", f"/v1/admin/nodes/{trusted.node_id}", {"trusted": True})
+    assert patched.status == 200, patched.body
+    await publish(trusted, signal(trusted, "203.0.113.42", confidence=95))
+
+    mesh = (await hub.call("GET", "/v1/review/stats", token=await hub.reviewer_token())).body
+    assert mesh["approvals_24h"] == {"review": 0, "auto": 1, "trusted": 1}
+    assert mesh["deferred_by_caps_24h"] == 1
+    assert mesh["states"]["approved"] == 2 and mesh["states"]["pending"] == 1
+    caps = {c["tenant_id"]: (c["used"], c["limit"]) for c in mesh["auto_approval_caps"]}
+    assert caps == {ta: (1, 1), tb: (1, 200)}
+    assert mesh["trusted_approval_caps"] == [
+        {"node_id": trusted.node_id, "tenant_id": tb, "used": 1, "limit": 100}
+    ]
+
+    own = (await hub.call("GET", "/v1/review/stats", token=await hub.reviewer_token(tb, "b"))).body
+    assert own["approvals_24h"] == {"review": 0, "auto": 0, "trusted": 0}  # mesh ones
+    assert own["auto_approval_caps"] == [{"tenant_id": tb, "used": 1, "limit": 200}]
+    assert [c["node_id"] for c in own["trusted_approval_caps"]] == [trusted.node_id]

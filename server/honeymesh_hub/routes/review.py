@@ -98,7 +98,8 @@ def _queue_query(request: web.Request, scope_key: str) -> QueueQuery:
 @routes.get("/v1/review/stats")
 async def get_stats(request: web.Request) -> web.Response:
     reviewer = await _reviewer(request)
-    return json_response(await review.stats(request.app[state.POOL], reviewer, now(request)))
+    pool, limiter = request.app[state.POOL], request.app[state.LIMITER]
+    return json_response(await review.stats(pool, limiter, reviewer, now(request)))
 
 
 @routes.get("/v1/review/candidates")

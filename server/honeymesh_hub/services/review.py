@@ -47,8 +47,10 @@ from .. import views
 from ..addresses import is_broad
 from ..auth import TokenCaller
 from ..clock import rfc3339
+from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound
 from ..policy import Move
+from ..ratelimit import Limit, RateLimiter, per_day
 from ..store import audit
 from ..store import review as review_store
 from ..store import signals as signal_store
@@ -448,13 +450,38 @@ async def decide(
     raise AssertionError("unreachable")
 
 
-async def stats(pool: Any, reviewer: Reviewer, now: datetime) -> dict[str, Any]:
+async def stats(
+    pool: Any, limiter: RateLimiter, reviewer: Reviewer, now: datetime
+) -> dict[str, Any]:
     """The console's status strip: queue depth by state, approvals in the last 24 h by
-    origin, and rule-made approvals deferred by the daily caps, in this reviewer's scope."""
+    origin, rule-made approvals deferred by the daily caps, and how much of each daily
+    cap (auto approvals per tenant, trusted approvals per trusted node) is spent, read
+    from the very windows publishing charges, all in this reviewer's scope."""
+    since = now - timedelta(days=1)
     async with pool.acquire() as conn:
-        found = await review_store.stats(conn, reviewer.scope_key, now - timedelta(days=1))
-    states = {s: 0 for s in ("pending", "approved", "rejected", "expired", "retracted")}
+        found = await review_store.stats(conn, reviewer.scope_key, since)
+        tenants, nodes = await review_store.cap_subjects(conn, reviewer.scope_key, since)
+    states = {s: 0 for s in STATES}
     states.update(found["states"])
+    auto_caps = []
+    for t in tenants:
+        cap = effective_limits(t["plan"], t["limits"])["auto_approvals_per_day"]
+        limit = Limit(per_day(cap), str(t["tenant_id"]))
+        used = await limiter.used("auto_approvals", limit)
+        auto_caps.append({"tenant_id": str(t["tenant_id"]), "used": used, "limit": cap})
+    trusted_caps = []
+    for n in nodes:
+        cap = effective_limits(n["plan"], n["limits"])["trusted_approvals_per_day"]
+        limit = Limit(per_day(cap), str(n["node_id"]))
+        used = await limiter.used("trusted_approvals", limit)
+        trusted_caps.append(
+            {
+                "node_id": str(n["node_id"]),
+                "tenant_id": str(n["tenant_id"]),
+                "used": used,
+                "limit": cap,
+            }
+        )
     return {
         "scope": "mesh" if reviewer.scope_key == "mesh" else "tenant",
         "states": states,
@@ -464,4 +491,6 @@ async def stats(pool: Any, reviewer: Reviewer, now: datetime) -> dict[str, Any]:
             "trusted": found["trusted"],
         },
         "deferred_by_caps_24h": found["deferred"],
+        "auto_approval_caps": auto_caps,
+        "trusted_approval_caps": trusted_caps,
     }

@@ -238,3 +238,47 @@ async def stats(conn: Any, scope_key: str, since: datetime) -> dict[str, Any]:
         since,
     )
     return dict(row)
+
+
+# At most this many tenants and trusted nodes in the stats' cap lists.
+CAP_SUBJECTS = 100
+
+
+async def cap_subjects(conn: Any, scope_key: str, since: datetime) -> tuple[list[Any], list[Any]]:
+    """Whose daily automation caps the stats show, in one scope: (tenants, trusted nodes).
+
+    A tenant reviewer: its own tenant and its trusted nodes. A mesh reviewer: the
+    tenants that contributed to a mesh candidate that corroboration approved or deferred
+    since `since`, and every trusted node of a tenant that may share with the mesh.
+    Each row carries the tenant's plan and limits, for its effective caps.
+    """
+    tenants = await conn.fetch(
+        """
+        SELECT t.id AS tenant_id, t.plan, t.limits FROM tenants t
+         WHERE ($1 <> 'mesh' AND t.id::text = $1)
+            OR ($1 = 'mesh' AND t.id IN (
+                 SELECT ct.tenant_id FROM decisions d
+                   JOIN candidates c ON c.id = d.candidate_id
+                   JOIN candidate_tenants ct
+                     ON ct.indicator_value = c.indicator_value AND ct.scope_key = c.scope_key
+                  WHERE c.scope_key = 'mesh' AND d.time >= $2
+                    AND d.actor = 'rule:corroboration'))
+         ORDER BY t.id LIMIT $3
+        """,
+        scope_key,
+        since,
+        CAP_SUBJECTS,
+    )
+    nodes = await conn.fetch(
+        """
+        SELECT n.id AS node_id, n.tenant_id, t.plan, t.limits FROM nodes n
+          JOIN tenants t ON t.id = n.tenant_id
+         WHERE n.trusted AND n.revoked_at IS NULL
+           AND (($1 <> 'mesh' AND t.id::text = $1)
+                OR ($1 = 'mesh' AND t.plan IN ('pro', 'enterprise')))
+         ORDER BY n.id LIMIT $2
+        """,
+        scope_key,
+        CAP_SUBJECTS,
+    )
+    return list(tenants), list(nodes)

@@ -40,6 +40,12 @@ _DB_DOWN = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    # A server shutting down ends the statements in flight (57P01, 57P02), and a pooled
+    # connection caught mid-error by it refuses the next statement with an internal
+    # state error: both mean the database went away (tests/e2e/test_scaleout.py).
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

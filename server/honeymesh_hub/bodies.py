@@ -1,5 +1,7 @@
 """Request bodies: media type, size, I-JSON, and JSON Schema shape (PROTOCOL.md 3).
 
+U+0000 anywhere in a body is refused by the parser itself, as invalid_json (r2).
+
 Schemas are the files under `honeymesh_hub/schemas/`, compiled once with fastjsonschema;
 a shape error is a 422 whose `errors` carry a JSON pointer to the offending member.
 """
@@ -15,7 +17,7 @@ from honeymesh_client.protocol import ijson
 from honeymesh_client.protocol.errors import ProtocolError
 
 from .errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from .shapes import escape, explain, validator
+from .shapes import explain, validator
 
 MAX_BODY = 1024 * 1024
 
@@ -55,30 +57,3 @@ def check(name: str, data: Any) -> None:
     except fastjsonschema.JsonSchemaValueException as exc:
         pointer, detail = explain(exc)
         raise ValidationFailed(detail, errors=[{"pointer": pointer, "detail": detail}]) from None
-    nul = _nul_pointer(data, "")
-    if nul is not None:
-        # Valid JSON, but PostgreSQL text and jsonb cannot hold U+0000: refuse it here
-        # as a 422 rather than fail in the database with a 500.
-        detail = f"{nul or 'the body'} holds a U+0000 character"
-        raise ValidationFailed(detail, errors=[{"pointer": nul, "detail": detail}])
-
-
-def _nul_pointer(value: Any, pointer: str) -> str | None:
-    """The JSON pointer of the first member name or string holding U+0000, if any."""
-    if isinstance(value, str):
-        return pointer if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key)
-            here = pointer + "/" + escape(name)
-            if "\x00" in name:
-                return here
-            found = _nul_pointer(item, here)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_pointer(item, f"{pointer}/{index}")
-            if found is not None:
-                return found
-    return None

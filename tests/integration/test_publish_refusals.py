@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from honeymesh_client.protocol.keys import NodeKey
+from honeymesh_hub import state
 from tests.support import Hub, Node, envelope, publish, signal
 
 
@@ -208,3 +209,55 @@ async def test_new_candidates_per_day_refuses_alone(hub: Hub) -> None:
     statuses = [(r["status"], r.get("error", {}).get("code")) for r in reply.body["results"]]
     assert statuses == [("accepted", None), ("rejected", "rate_limited")]
     assert reply.body["results"][1]["error"]["pointer"] == "/envelopes/1/payload/indicator"
+
+
+@pytest.mark.parametrize(
+    "keyid",
+    [
+        "x" * (1000 * 1000),  # a keyid near the body limit
+        "A" * 64,  # uppercase hex
+        "0" * 63,
+        "0" * 65,
+        "g" * 64,
+        "",
+        "é" * 64,
+    ],
+    ids=["huge", "uppercase", "short", "long", "not-hex", "empty", "non-ascii"],
+)
+async def test_malformed_keyids_are_foreign_without_a_lookup(hub: Hub, keyid: str) -> None:
+    """PROTOCOL.md 6 r2: no lookup, so nothing a sender makes up grows the key cache."""
+    node = await hub.enroll()
+    env = envelope(node, signal(node))
+    env["signatures"][0]["keyid"] = keyid
+    directory = hub.client.app[state.DIRECTORY]
+    reply = await node.request("POST", "/v1/signals", {"envelopes": [env]})
+    assert reply.status == 202, reply.body
+    [result] = reply.body["results"]
+    assert result["error"]["code"] == "foreign_key"
+    assert result["error"]["pointer"] == "/envelopes/0/signatures/0/keyid"
+    assert keyid not in directory
+    assert len(directory) == 1  # the caller's own key, looked up for its signature
+    assert await _count(hub, "signals") == 0
+
+
+async def test_a_keyid_with_u0000_refuses_the_body_as_invalid_json(hub: Hub) -> None:
+    node = await hub.enroll()
+    env = envelope(node, signal(node))
+    env["signatures"][0]["keyid"] = "a\u0000b"
+    reply = await node.request("POST", "/v1/signals", {"envelopes": [env]})
+    assert (reply.status, reply.code) == (400, "invalid_json")
+    assert await _count(hub, "signals") == 0
+
+
+async def test_u0000_in_a_payload_is_validation_failed(hub: Hub) -> None:
+    node = await hub.enroll()
+    good = signal(node, "198.51.100.7")
+    bad = dict(signal(node, "198.51.100.8"), scenario="ssh/brute\u0000force")
+    reply = await publish(node, good, bad)
+    assert reply.status == 202, reply.body
+    first, second = reply.body["results"]
+    assert first["status"] == "accepted"
+    assert second["status"] == "rejected"
+    assert second["error"]["code"] == "validation_failed"
+    assert "U+0000" in second["error"]["detail"]
+    assert await _count(hub, "signals") == 1

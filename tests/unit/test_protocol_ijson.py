@@ -48,6 +48,10 @@ def nested_objects(depth: int) -> bytes:
         b"-1e400",
         b"[1, 2] x",
         b'"a\x01"',  # raw control character
+        b'"a\\u0000b"',  # U+0000 (PROTOCOL.md 3 r2)
+        b'{"\\u0000":1}',
+        b'[["x", {"k": "\\u0000"}]]',
+        b'"\x00"',
         nested(33),
         nested_objects(33),
         b'{"a":[{"b":' * 11 + b"0" + b"}]" * 11 + b"}",  # 34 deep, mixed
@@ -70,6 +74,7 @@ def test_refused(data: bytes) -> None:
         (b'"\\ud83d\\ude00"', "\U0001f600"),
         ('"\U0001f600"'.encode(), "\U0001f600"),
         (b'"\\\\ud800"', "\\ud800"),  # an escaped backslash, not a surrogate
+        (b'"\\\\u0000"', "\\u0000"),  # an escaped backslash, not U+0000
         (b'"\\u00e9"', "\u00e9"),
         (b"12345678901234567890", 12345678901234567890),
         (b"-1234567890123456789", -1234567890123456789),

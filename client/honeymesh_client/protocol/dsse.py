@@ -17,7 +17,8 @@ Decisions (the protocol is silent on them):
   and ``sig``, is refused (``validation_failed``, pointer on the member):
   one reading for every party, nothing the signature does not cover.
 - ``keyid`` must be a string; whether it names a key of the caller is the
-  hub's ``foreign_key`` check, not a shape check.
+  hub's ``foreign_key`` check, not a shape check, and a keyid that is not
+  64 lowercase hex is ``foreign_key`` before any lookup (PROTOCOL.md 6 r2).
 - Checks run in member order ``payloadType``, ``payload``, ``signatures``;
   the first failure is reported.
 """

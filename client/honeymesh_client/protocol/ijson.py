@@ -5,6 +5,8 @@ section 3), so whatever JSON leaves room for interpretation is refused:
 duplicate member names (RFC 7493 2.3), lone surrogates (2.1), NaN and
 Infinity (not JSON at all, RFC 8259 6), numbers longer than 20 characters,
 and nesting deeper than 32 (arrays and objects; the top level is depth 1).
+U+0000 is refused as well (PROTOCOL.md 3 r2): no text the hub stores can carry it,
+and PostgreSQL's text and jsonb cannot.
 
 Decisions: a number that overflows an IEEE 754 double (``1e400``) is refused
 too, since it would read as Infinity (RFC 7493 2.2). A UTF-8 byte order mark
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 from .errors import ProtocolError
 
@@ -106,18 +109,22 @@ def _check_depth(value: object) -> None:
         level = below
 
 
-def _check_surrogates(value: object) -> None:
+def _has_nul(value: str) -> bool:
+    return "\x00" in value
+
+
+def _check_strings(value: object, bad: Callable[[str], bool], what: str) -> None:
     """Every string and member name, iteratively (depth is bounded already)."""
     stack = [value]
     while stack:
         node = stack.pop()
         if type(node) is str:
-            if _has_lone_surrogate(node):
-                raise _invalid("a string holds a lone surrogate")
+            if bad(node):
+                raise _invalid(f"a string holds {what}")
         elif type(node) is dict:
             for name in node:
-                if _has_lone_surrogate(name):
-                    raise _invalid("a member name holds a lone surrogate")
+                if bad(name):
+                    raise _invalid(f"a member name holds {what}")
             stack.extend(node.values())
         elif type(node) is list:
             stack.extend(node)
@@ -145,7 +152,11 @@ def loads(data: bytes) -> object:
     if check_depth:
         _check_depth(value)
     if check_surrogates:
-        _check_surrogates(value)
+        _check_strings(value, _has_lone_surrogate, "a lone surrogate")
+    # A raw NUL is not JSON, so only the escape can make one; the text also matches
+    # an escaped backslash followed by "u0000", so the walk decides.
+    if "\\u0000" in text:
+        _check_strings(value, _has_nul, "U+0000")
     return value
 
 

@@ -50,6 +50,14 @@ _SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
+_HEX_LOWER = "0123456789abcdef"
+
+
+def is_keyid(value: str) -> bool:
+    """Whether `value` has the shape of a key id: 64 lowercase hex characters."""
+    return len(value) == 64 and not value.strip(_HEX_LOWER)
+
+
 def keyid_of(public_raw: bytes) -> str:
     """Return the key id: lowercase hex SHA-256 of the raw 32-byte key.
 

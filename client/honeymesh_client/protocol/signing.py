@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import ProtocolError
-from .keys import NodeKey, b64encode, verify_ed25519
+from .keys import NodeKey, b64encode, is_keyid, verify_ed25519
 
 __all__ = [
     "ALG",
@@ -83,7 +83,6 @@ _REQUIRED_COMPONENTS = (_METHOD, _PATH, _QUERY)
 _ALLOWED_COMPONENTS = frozenset((_METHOD, _PATH, _QUERY, _CONTENT_DIGEST))
 
 _NONCE_CHARS = string.ascii_letters + string.digits + "-_"
-_HEX_LOWER = "0123456789abcdef"
 
 
 # --------------------------------------------------------------------------
@@ -357,11 +356,6 @@ def _is_nonce(value: str) -> bool:
     return 16 <= len(value) <= 128 and value.isascii() and not value.strip(_NONCE_CHARS)
 
 
-def _is_keyid(value: str) -> bool:
-    # PROTOCOL.md section 1: lowercase hex SHA-256, 64 characters
-    return len(value) == 64 and not value.strip(_HEX_LOWER)
-
-
 def _missing(detail: str) -> ProtocolError:
     return ProtocolError("missing_signature", detail)
 
@@ -444,7 +438,7 @@ def parse_signature_headers(signature_input: str | None, signature: str | None) 
         raise _invalid('the signature has no "keyid" parameter')
     if nonce is None:
         raise _invalid('the signature has no "nonce" parameter')
-    if not _is_keyid(keyid):
+    if not is_keyid(keyid):
         raise _invalid('"keyid" is not 64 lowercase hex characters')
     if not _is_nonce(nonce):
         raise _invalid('"nonce" is not 16 to 128 characters of A-Za-z0-9_-')

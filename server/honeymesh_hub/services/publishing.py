@@ -20,6 +20,7 @@ import asyncpg
 
 from honeymesh_client.protocol import dsse, ijson
 from honeymesh_client.protocol.errors import ProtocolError
+from honeymesh_client.protocol.keys import is_keyid
 
 from ..addresses import is_broad
 from ..auth import KeyDirectory, NodeCaller
@@ -80,9 +81,15 @@ def _payload_id(payload: bytes) -> uuid.UUID | None:
 
 
 async def _usable_key(ctx: PublishContext, caller: NodeCaller, keyid: str) -> bytes | None:
-    """The caller's key with this id, current or in its grace period (else foreign)."""
+    """The caller's key with this id, current or in its grace period (else foreign).
+
+    A keyid that is not 64 lowercase hex is foreign without any lookup (PROTOCOL.md 6
+    r2): nothing a sender makes up reaches the key directory or its cache.
+    """
     if keyid == caller.keyid:
         return caller.identity.public_key
+    if not is_keyid(keyid):
+        return None
     found = await ctx.directory.get(keyid)
     if found is None or found.node_id != caller.node_id or not found.key_usable(ctx.now):
         return None

@@ -26,10 +26,12 @@ from .services import expiry
 from .services.feed import SharedReads
 from .store import allowlist as allowlist_store
 from .store import feed as feed_store
+from .store import nonces as nonce_store
 from .store.db import create_pool
 
 log = logging.getLogger("honeymesh.app")
 COMPACTION_SECONDS = 60
+NONCE_PURGE_SECONDS = 60
 FLUSH_SECONDS = 1.0
 
 
@@ -41,6 +43,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_expiry_sweeper)
+    app.cleanup_ctx.append(_nonce_purger)
     app.cleanup_ctx.append(_feed)
     app.on_shutdown.append(_answer_waiters)
     routes.setup(app)
@@ -109,6 +112,30 @@ async def _expiry_sweeper(app: web.Application) -> AsyncIterator[None]:
         expiry.run_forever(app[state.POOL], app[state.CLOCK], app[state.METRICS]),
         name="expiry-sweeper",
     )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def purge_nonces(app: web.Application) -> int:
+    """One round of the nonce purge: the PostgreSQL nonces expired by the app's clock."""
+    async with app[state.POOL].acquire() as conn:
+        return await nonce_store.purge_expired(conn, to_datetime(app[state.CLOCK]()))
+
+
+async def _purge_nonces_forever(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(NONCE_PURGE_SECONDS)
+        try:
+            await purge_nonces(app)
+        except Exception:  # the purge retries next round; serving goes on
+            log.exception("nonce purge failed")
+
+
+async def _nonce_purger(app: web.Application) -> AsyncIterator[None]:
+    """Every replica purges expired PostgreSQL nonces (store/nonces.py) each minute."""
+    task = asyncio.create_task(_purge_nonces_forever(app), name="nonce-purge")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,8 @@
 A transaction that writes feed events runs `pg_notify('honeymesh_feed', scopes)`;
 PostgreSQL delivers it at commit to every replica's listener. Waiters register a
 future under each scope they may see; a notification resolves the futures of its
-scopes only, so a waiting node costs one future and no database polling.
+scopes only, so a waiting node costs one future and no database polling. A payload
+too long for PostgreSQL (8000 bytes) is sent as `WAKE_ALL` instead: every waiter looks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncpg
 log = logging.getLogger("honeymesh.notify")
 
 CHANNEL = "honeymesh_feed"
+WAKE_ALL = "*"  # the payload of a change to too many scopes to list (store/signals.py)
 _RECONNECT_SECONDS = 1.0
 
 
@@ -97,7 +99,10 @@ class FeedNotifier:
         self.wake(list(self._by_scope))
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.wake(payload.split(","))
+        if payload == WAKE_ALL:
+            self.wake_all()
+        else:
+            self.wake(payload.split(","))
 
     async def _listen(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -183,3 +184,33 @@ async def signed(
         hdrs["Content-Type"] = content_type
     hdrs.update(headers or {})
     return await send(node.hub, method, path, data=data, headers=hdrs)
+
+
+_TENANT_DECISIONS = """
+WITH t AS (
+    INSERT INTO tenants (id, name, plan, created_at, updated_at)
+    SELECT gen_random_uuid(), 'bulk', 'pro', $1, $1 FROM generate_series(1, $2)
+    RETURNING id
+)
+INSERT INTO candidates (id, indicator_type, indicator_value, network, scope, scope_tenant_id,
+                        scope_key, state, origin, scenarios, reporters, tenants, signal_count,
+                        max_confidence, max_ttl_seconds, first_seen, last_seen, expires_at,
+                        approved_at, created_at, updated_at)
+SELECT gen_random_uuid(), 'ip', $3::text, $3::text::cidr, 'tenant', t.id, t.id::text,
+       'approved', 'trusted',
+       ARRAY['redis/unauthenticated-config-set'], 1, 1, 1, 95, 3600, $1, $1, $4, $1, $1, $1
+FROM t
+RETURNING scope_tenant_id::text
+"""
+
+
+async def tenant_decisions(
+    database_url: str, count: int, value: str, now: datetime, expires_at: datetime
+) -> list[str]:
+    """`count` new tenants, each with an approved tenant-scope decision on `value`."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(_TENANT_DECISIONS, now, count, value, expires_at)
+    finally:
+        await conn.close()
+    return [str(r[0]) for r in rows]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
+from honeymesh_hub import state
+from honeymesh_hub.clock import to_datetime
 from honeymesh_hub.entitlements import DEFAULT_LIMITS
 from tests.conftest import Services
 from tests.integration.foundation import (
@@ -17,6 +21,7 @@ from tests.integration.foundation import (
     send,
     shared_database,
     snapshot,
+    tenant_decisions,
 )
 from tests.support import Hub
 
@@ -351,6 +356,30 @@ async def test_allowlist_defaults_add_duplicate_delete(hub: Hub) -> None:
     # An operator may delete the default entries too.
     google = next(e for e in listed.body["entries"] if e["cidr"] == "8.8.8.8/32")
     assert (await hub.call("DELETE", f"/v1/admin/allowlist/{google['entry_id']}")).status == 204
+
+
+async def test_allowlist_add_retracting_decisions_of_300_tenants(hub: Hub) -> None:
+    # One NOTIFY naming 300 tenant scopes would pass PostgreSQL's 8000-byte payload limit.
+    now = to_datetime(hub.now())
+    tenants = await tenant_decisions(
+        hub.database_url, 300, "203.0.113.88", now, now + timedelta(hours=1)
+    )
+    reader = await hub.enroll(tenants[-1])
+    snap = await reader.request("GET", "/v1/feed?limit=1000")
+    assert (snap.status, snap.body["more"]) == (200, False), snap.body
+    cursor = snap.body["cursor"]
+    waiting = asyncio.create_task(reader.request("GET", f"/v1/feed?wait=30&cursor={cursor}"))
+    await asyncio.wait_for(hub.client.app[state.NOTIFIER].until_waiting(1), 10)
+    added = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "203.0.113.88", "reason": "x"})
+    assert added.status == 201, added.body
+    reply = await asyncio.wait_for(waiting, 1.0)  # PROTOCOL.md 8: woken within 1 s
+    assert [r["reason"] for r in reply.body["removed"]] == ["retracted"]
+    retracted = await fetchval(
+        hub.database_url,
+        "SELECT count(*) FROM candidates WHERE indicator_value = $1 AND state = 'retracted'",
+        "203.0.113.88",
+    )
+    assert retracted == 300
 
 
 @pytest.mark.parametrize("cidr", ["198.51.100.1/24", "not-an-ip", "300.1.1.1", "::ffff:1.2.3.4"])

@@ -7,8 +7,11 @@ its own app, Redis prefix and admin token, and compares the snapshots it takes i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
+import json
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +22,7 @@ import pytest
 
 from honeymesh_client.protocol.keys import NodeKey
 from honeymesh_hub.config import Config
+from honeymesh_hub.logs import JSONFormatter, install_malformed_request_filter
 from tests.conftest import Services
 from tests.integration.foundation import (
     assert_problem,
@@ -538,3 +542,56 @@ async def test_wrong_method_is_a_problem(world: World) -> None:
     reply = await world.hub.call("PUT", "/v1/admin/allowlist", {})
     body = assert_problem(reply, 405, "method_not_allowed")
     assert "GET" in reply.headers["Allow"] and body["status"] == 405
+
+
+# -- malformed HTTP ----------------------------------------------------------------------
+
+_MALFORMED = (
+    b"GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Bad: a\x00b\r\n\r\n",  # NUL in a header
+    b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\x01\x02: x\r\n\r\n",  # a garbage header name
+    b"GET /hea lthz HTTP/9.9\r\n\r\n",  # a garbage request line
+)
+
+
+async def _raw_exchange(hub: Hub, data: bytes) -> bytes:
+    server = hub.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_malformed_requests_answer_400_and_log_one_rate_limited_warning(hub: Hub) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    records = _Records()
+    server_log.addHandler(records)
+    installed_before = list(server_log.filters)
+    quiet = install_malformed_request_filter()  # as setup_logging does at serve
+    try:
+        for i in range(50):
+            answer = await _raw_exchange(hub, _MALFORMED[i % len(_MALFORMED)])
+            assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    finally:
+        server_log.removeHandler(records)
+        if quiet not in installed_before:
+            server_log.removeFilter(quiet)
+    loud = [r for r in records.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(loud) <= 2, [r.getMessage() for r in loud]
+    assert all(r.levelno == logging.WARNING for r in loud)
+    formatter = JSONFormatter()
+    for record in loud:
+        assert record.exc_info is None
+        text = formatter.format(record)
+        assert "Traceback" not in text and "exception" not in json.loads(text), text

@@ -19,6 +19,7 @@ from honeymesh_hub import state
 from honeymesh_hub.clock import to_datetime
 from honeymesh_hub.metrics import Metrics
 from honeymesh_hub.services.expiry import sweep
+from tests.integration.foundation import tenant_decisions
 from tests.support import Hub, Node, publish, signal
 
 
@@ -181,3 +182,33 @@ async def test_the_app_runs_a_background_sweeper(hub: Hub) -> None:
     tasks = [t for t in asyncio.all_tasks() if t.get_name() == "expiry-sweeper"]
     assert len(tasks) == 1
     assert not tasks[0].done()
+
+
+async def _caught_up(node: Node) -> str:
+    """Follow the feed's snapshot to its end; the delta cursor after it."""
+    cursor = ""
+    while True:
+        query = "?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        reply = await node.request("GET", "/v1/feed" + query)
+        assert reply.status == 200, reply.body
+        cursor = reply.body["cursor"]
+        if not reply.body["more"]:
+            return cursor
+
+
+async def test_a_sweep_across_300_tenants_expires_all_and_wakes_their_waiters(hub: Hub) -> None:
+    # One NOTIFY naming 300 tenant scopes would pass PostgreSQL's 8000-byte payload limit.
+    now = to_datetime(hub.now())
+    tenants = await tenant_decisions(
+        hub.database_url, 300, "203.0.113.77", now, now + timedelta(seconds=300)
+    )
+    reader = await hub.enroll(tenants[123])
+    cursor = await _caught_up(reader)
+    waiting = asyncio.create_task(reader.request("GET", f"/v1/feed?wait=30&cursor={cursor}"))
+    await asyncio.wait_for(hub.client.app[state.NOTIFIER].until_waiting(1), 10)
+    hub.clock.advance(300)
+    await _sweep(hub)
+    reply = await asyncio.wait_for(waiting, 1.0)  # PROTOCOL.md 8: woken within 1 s
+    assert [r["reason"] for r in reply.body["removed"]] == ["expired"]
+    rows = await _rows(hub, "SELECT state, count(*) AS n FROM candidates GROUP BY state")
+    assert {r["state"]: r["n"] for r in rows} == {"expired": 300}

@@ -3,15 +3,21 @@ in PostgreSQL meanwhile, and who may read /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import socket
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
+import asyncpg
 import pytest
 
-from honeymesh_hub.clock import ManualClock
+from honeymesh_hub.app import purge_nonces
+from honeymesh_hub.clock import ManualClock, to_datetime
 from honeymesh_hub.config import Config
+from honeymesh_hub.store import nonces as nonce_store
 from tests.conftest import Services
 from tests.integration.foundation import (
     AiohttpClient,
@@ -139,3 +145,32 @@ async def test_metrics_answer_only_loopback_and_the_allowed_ranges(
     else:
         assert reply.status == 200
         assert b"honeymesh_http_requests" in reply.raw
+
+
+async def test_the_periodic_purge_removes_expired_nonces_and_keeps_fresh_ones(hub: Hub) -> None:
+    keyid = f"purge-test-{uuid.uuid4().hex}"
+    now = to_datetime(hub.now())
+    conn = await asyncpg.connect(hub.database_url)
+    try:
+        for i in range(5):  # spent 600 s ago: expired now
+            await nonce_store.remember(conn, keyid, f"old-{i}", now - timedelta(seconds=600), 600)
+        for i in range(3):  # spent now: fresh for 600 s
+            await nonce_store.remember(conn, keyid, f"new-{i}", now, 600)
+        assert await nonce_store.purge_expired(conn, now, batch=2) == 5  # in batches of 2
+        for i in range(4):
+            await nonce_store.remember(conn, keyid, f"old-{i}", now - timedelta(seconds=601), 600)
+    finally:
+        await conn.close()
+    assert await purge_nonces(hub.client.app) >= 4  # the round the app runs each minute
+    kept = await fetchval(
+        hub.database_url,
+        "SELECT array_agg(nonce ORDER BY nonce) FROM request_nonces WHERE keyid = $1",
+        keyid,
+    )
+    assert kept == ["new-0", "new-1", "new-2"]
+
+
+async def test_the_app_runs_a_nonce_purge(hub: Hub) -> None:
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == "nonce-purge"]
+    assert len(tasks) == 1
+    assert not tasks[0].done()

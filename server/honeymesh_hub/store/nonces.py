@@ -23,5 +23,33 @@ async def remember(conn: Any, keyid: str, nonce: str, now: datetime, ttl_seconds
     return row is not None
 
 
-async def purge_expired(conn: Any, now: datetime) -> None:
-    await conn.execute("DELETE FROM request_nonces WHERE expires_at <= $1", now)
+PURGE_BATCH = 1000
+
+
+async def purge_expired(conn: Any, now: datetime, batch: int = PURGE_BATCH) -> int:
+    """Delete the nonces expired at `now`; return how many went.
+
+    Each statement deletes at most `batch` rows in its own short transaction, and skips
+    rows another replica's purge (or a `remember`) holds, so replicas purging at once
+    neither wait for each other nor delete a row twice.
+    """
+    total = 0
+    while True:
+        gone = int(
+            await conn.fetchval(
+                """
+                WITH gone AS (
+                    DELETE FROM request_nonces WHERE (keyid, nonce) IN (
+                        SELECT keyid, nonce FROM request_nonces WHERE expires_at <= $1
+                        LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    RETURNING 1
+                )
+                SELECT count(*) FROM gone
+                """,
+                now,
+                batch,
+            )
+        )
+        total += gone
+        if gone < batch:
+            return total

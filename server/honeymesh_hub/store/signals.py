@@ -324,10 +324,14 @@ feed AS (
     FROM m WHERE feed_kind IS NOT NULL ORDER BY ord
     RETURNING 1
 ),
--- Delivered at commit to every replica's feed listener (notify.py).
+-- Delivered at commit to every replica's feed listener (notify.py). PostgreSQL refuses
+-- a payload of 8000 bytes or more, which would fail the whole transaction: past 7000
+-- bytes of scopes (some 190 tenants) the payload is '*', which wakes every waiter.
 wake AS (
-    SELECT pg_notify('honeymesh_feed', string_agg(DISTINCT scope_key, ','))
-    FROM m WHERE feed_kind IS NOT NULL HAVING count(*) > 0
+    SELECT pg_notify('honeymesh_feed',
+                     CASE WHEN octet_length(scopes) > 7000 THEN '*' ELSE scopes END)
+    FROM (SELECT string_agg(DISTINCT scope_key, ',') AS scopes
+          FROM m WHERE feed_kind IS NOT NULL HAVING count(*) > 0) s
 )
 SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM feed) AS events,
        (SELECT count(*) FROM wake) AS woken

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -16,15 +15,14 @@ from . import routes, state
 from .auth import KeyDirectory
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
-from .config import Config
+from .config import Config, IPNetwork
 from .metrics import Metrics
 from .middleware import hub_middleware
 from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
-from .services import expiry
+from .services import admin, expiry
 from .services.feed import SharedReads
-from .store import allowlist as allowlist_store
 from .store import feed as feed_store
 from .store import nonces as nonce_store
 from .store.db import create_pool
@@ -55,19 +53,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(config.database_url)
     app[state.POOL] = pool
     app[state.DIRECTORY] = KeyDirectory(pool, config.identity_cache_seconds)
-    await _seed_public_addresses(app, pool)
+    now = to_datetime(app[state.CLOCK]())
+    await seed_public_addresses(pool, config.public_addresses, now)
     yield
     await pool.close()
 
 
-async def _seed_public_addresses(app: web.Application, pool: Any) -> None:
-    """The hub's own addresses are never blocked (PROTOCOL.md sections 4 and 11)."""
-    now = to_datetime(app[state.CLOCK]())
-    async with pool.acquire() as conn:
-        for net in app[state.CONFIG].public_addresses:
-            await allowlist_store.insert(
-                conn, entry_id=uuid.uuid4(), cidr=net, reason="hub public address", now=now
-            )
+async def seed_public_addresses(pool: Any, nets: Sequence[IPNetwork], now: datetime) -> None:
+    """The hub's own addresses are never blocked (PROTOCOL.md sections 4 and 11): listed
+    at every start like an operator's entry, audited, and retracting what they cover.
+    A range already listed is left as it is."""
+    for net in nets:
+        await admin.allowlist(pool, net, "hub public address", now, "hub")
 
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@ by cell, no servers."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from datetime import UTC, datetime
@@ -150,3 +151,15 @@ def test_a_non_canonical_cursor_is_refused() -> None:
     assert twin != token
     with pytest.raises(ValueError):
         decode_after("reporters", twin)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_the_allowlist_wins_over_an_approve_in_every_state(state: str) -> None:
+    standing = dataclasses.replace(_standing(state), allowlisted=True)
+    verdict = judge("approve", standing, ALICE)
+    if state == "approved":
+        assert verdict.status == "unchanged"
+    else:
+        assert (verdict.status, verdict.code) == ("refused", "conflict")
+    for action in ("reject", "retract"):
+        assert judge(action, standing, ALICE) == judge(action, _standing(state), ALICE)

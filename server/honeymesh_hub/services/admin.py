@@ -7,6 +7,7 @@ schema cannot make (existence, cross-field rules, the tenant's own limits).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,8 @@ from ..store import tenants as tenant_store
 from ..store import tokens as token_store
 from ..tokens import hash_token, new_token
 from . import decisions
+
+log = logging.getLogger("honeymesh.admin")
 
 MAX_ENROLLMENT_TTL = 7 * 86400
 # RFC 3339 section 5.6 date-time, with the "T" and an explicit offset or "Z".
@@ -331,23 +334,48 @@ async def add_allowlist(
     pool: Any, now: datetime, actor: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     cidr = parse_cidr(body["cidr"])
-    async with pool.acquire() as conn, conn.transaction():
-        row = await allowlist_store.insert(
-            conn, entry_id=uuid.uuid4(), cidr=cidr, reason=body["reason"], now=now
-        )
-        if row is None:
-            raise Conflict(f"{cidr} is already on the allowlist.")
-        await audit.append(
-            conn,
-            now=now,
-            actor=actor,
-            action="allowlist.add",
-            target=f"allowlist:{row['id']}",
-            reason=body["reason"],
-            details={"cidr": str(cidr)},
-        )
-        await decisions.apply_allowlist(conn, cidr, now, actor)
+    row = await allowlist(pool, cidr, body["reason"], now, actor)
+    if row is None:
+        raise Conflict(f"{cidr} is already on the allowlist.")
     return views.allowlist_entry(row)
+
+
+async def allowlist(
+    pool: Any, cidr: allowlist_store.Network, reason: str, now: datetime, actor: str
+) -> Any:
+    """List `cidr` (audited), retract what it covers and reject what waits; the new
+    entry, or None when that exact range is listed already.
+
+    Two passes close the race with publishes and reviews. The first locks every
+    overlapping candidate whatever its state, so a reviewer's approve or a publish
+    reopening an expired one waits for it and then sees the entry. A publish whose
+    snapshot predates the entry can still open or reopen one unseen (its own read of
+    the allowlist is stale), so the second pass runs once every transaction older than
+    the entry's has ended, and moves whatever they left.
+    """
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            row = await allowlist_store.insert(
+                conn, entry_id=uuid.uuid4(), cidr=cidr, reason=reason, now=now
+            )
+            if row is None:
+                return None
+            await audit.append(
+                conn,
+                now=now,
+                actor=actor,
+                action="allowlist.add",
+                target=f"allowlist:{row['id']}",
+                reason=reason,
+                details={"cidr": str(cidr)},
+            )
+            await decisions.apply_allowlist(conn, cidr, now, actor)
+            xid = await allowlist_store.current_xid(conn)
+        if not await allowlist_store.wait_for_older_transactions(conn, xid):
+            log.warning("allowlist add: older transactions still running; second pass anyway")
+        async with conn.transaction():
+            await decisions.apply_allowlist(conn, cidr, now, actor)
+    return row
 
 
 async def delete_allowlist(pool: Any, now: datetime, actor: str, entry_id: uuid.UUID) -> None:

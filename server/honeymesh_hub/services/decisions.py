@@ -64,8 +64,10 @@ async def apply_allowlist(conn: Any, net: Network, now: datetime, actor: str) ->
     for row in await candidate_store.overlapping_for_update(conn, net):
         if row["state"] == "approved":
             move = Move("retract", "retracted", reason="allowlisted", rule="allowlist")
-        else:
+        elif row["state"] == "pending":
             move = Move("reject", "rejected", reason="allowlisted", rule="allowlist")
+        else:
+            continue
         moves.append(applied(row, move, row["state"], now, actor))
     await signal_store.apply_moves(conn, moves, now)
     return len(moves)

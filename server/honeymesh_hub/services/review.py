@@ -51,6 +51,7 @@ from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound
 from ..policy import Move
 from ..ratelimit import Limit, RateLimiter, per_day
+from ..store import allowlist as allowlist_store
 from ..store import audit
 from ..store import review as review_store
 from ..store import signals as signal_store
@@ -110,6 +111,7 @@ class Standing:
     lease_holder: uuid.UUID | None  # the token whose lease runs now, if any
     lease_holder_name: str | None
     approvers: tuple[str, ...]  # actors of first approvals since the latest state change
+    allowlisted: bool = False  # overlaps an allowlisted range, read under the lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,9 @@ def judge(action: str, standing: Standing, reviewer: Reviewer) -> Verdict:
         )
     if SETTLED[action] == standing.state:
         return Verdict("unchanged", standing.state)
+    if action == "approve" and standing.allowlisted:
+        # The allowlist always wins, over reviewers too (PROTOCOL.md 7 r2).
+        return _refused("conflict", "This candidate overlaps an allowlisted range.")
     target = REVIEW_MOVES.get((action, standing.state))
     if target is None:
         return _refused("conflict", f"A {standing.state} candidate cannot take {action}.")
@@ -344,7 +349,7 @@ class DecisionRequest:
     ttl_seconds: int | None = None
 
 
-def _standing(row: Any, now: datetime, approvers: Sequence[str]) -> Standing:
+def _standing(row: Any, now: datetime, approvers: Sequence[str], allowlisted: bool) -> Standing:
     lease_runs = row["lease_expires_at"] is not None and row["lease_expires_at"] > now
     return Standing(
         state=row["state"],
@@ -352,6 +357,7 @@ def _standing(row: Any, now: datetime, approvers: Sequence[str]) -> Standing:
         lease_holder=row["claimed_by"] if lease_runs else None,
         lease_holder_name=row["claimed_by_name"] if lease_runs else None,
         approvers=tuple(approvers),
+        allowlisted=allowlisted,
     )
 
 
@@ -397,8 +403,10 @@ async def _decide_locked(
     }
     broad = _broad_unsettled(list(rows.values()))
     approvals = await review_store.pending_approvals(conn, broad) if broad else {}
+    approving = [i.candidate_id for i in items if i.action == "approve" and i.candidate_id in rows]
+    covered = await allowlist_store.covers(conn, approving) if approving else set()
     standing = {
-        cid: _standing(row, now, [a for a, _ in approvals.get(cid, [])])
+        cid: _standing(row, now, [a for a, _ in approvals.get(cid, [])], cid in covered)
         for cid, row in rows.items()
     }
     changed: set[uuid.UUID] = set()

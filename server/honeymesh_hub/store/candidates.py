@@ -19,11 +19,11 @@ _COLUMNS = (
 
 
 async def overlapping_for_update(conn: Any, net: Network) -> list[Any]:
-    """Pending or approved candidates overlapping `net`, locked, in id order."""
+    """Every candidate overlapping `net`, whatever its state, locked in the order a
+    publish locks them (no deadlock): a reviewer or a publish about to move one waits."""
     rows: list[Any] = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM candidates c"
-        " WHERE c.network && $1::cidr AND c.state IN ('pending', 'approved')"
-        " ORDER BY c.id FOR UPDATE OF c",
+        f"SELECT {_COLUMNS} FROM candidates c WHERE c.network && $1::cidr"
+        " ORDER BY c.indicator_value, c.scope_key FOR UPDATE OF c",
         net,
     )
     return rows

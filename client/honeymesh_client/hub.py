@@ -137,6 +137,25 @@ def _problem(status: int, raw: bytes, headers: Mapping[str, str], now: float) ->
     return HubError(status, code, detail, retry_after=retry_after, body=body)
 
 
+class _PeerConnector(aiohttp.TCPConnector):
+    """Notes the peer address of each connection it hands out."""
+
+    peer: str | None = None
+
+    async def connect(  # the base class's signature, timeout included
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
+    ) -> aiohttp.connector.Connection:
+        conn = await super().connect(req, traces, timeout)
+        transport = conn.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0])
+        return conn
+
+
 class HubClient:
     """One hub, one identity (a node's key, or a reviewer's token, or none)."""
 
@@ -172,6 +191,12 @@ class HubClient:
         self._keys: dict[str, KeyInfo | None] = {}
 
     @property
+    def peer_address(self) -> str | None:
+        """The address of the last connection used (the hub as reached), if known."""
+        connector = self._session.connector if self._session is not None else None
+        return connector.peer if isinstance(connector, _PeerConnector) else None
+
+    @property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
 
@@ -188,7 +213,7 @@ class HubClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=_PeerConnector())
         return self._session
 
     # ------------------------------------------------------------------ transport

@@ -17,6 +17,7 @@ What holds means, in order:
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from .indicators import Indicator, canonical
@@ -57,6 +58,16 @@ class PublisherCheck:
         return self.signature_ok and self.problem is None
 
 
+def _as_uuid(value: object) -> uuid.UUID | None:
+    """A node id as a UUID, so any spelling of the same id matches; None if it isn't one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 def check_publisher(
     envelope: object, *, keyid: str, node_id: str, key: KeyInfo | None, expect: Expectation
 ) -> PublisherCheck:
@@ -88,7 +99,12 @@ def check_publisher(
     if not isinstance(payload, dict):
         return bad("the signed payload is not a JSON object", True)
     claimed = payload.get("node_id")
-    if claimed != key.node_id or (key.node_id and node_id and node_id != key.node_id):
+    key_node = _as_uuid(key.node_id)
+    if (
+        key_node is None
+        or _as_uuid(claimed) != key_node
+        or (node_id and _as_uuid(node_id) != key_node)
+    ):
         return bad(f"the payload claims node {claimed}, but the key is node {key.node_id}", True)
     ind = payload.get("indicator")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,6 +33,9 @@ __all__ = ["FlushReport", "Spool", "SpoolEntry", "flush"]
 # A rejection that may pass later: kept waiting, tried again by the next flush.
 RETRYABLE_REJECTIONS = frozenset({"rate_limited"})
 DEFAULT_BATCH = 100
+OWNER_ONLY = 0o600
+# SQLite gives these the main file's mode when it creates them; older ones are tightened.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -46,6 +50,22 @@ CREATE TABLE IF NOT EXISTS spool (
     reason TEXT
 );
 """
+
+
+def _owner_only(path: Path) -> None:
+    """Create the spool file readable by its owner only, whatever the umask, and
+    tighten an existing one and its side files (signals are the node's business)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != OWNER_ONLY:
+            os.fchmod(fd, OWNER_ONLY)
+    finally:
+        os.close(fd)
+    for suffix in _SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            side = Path(f"{path}{suffix}")
+            if side.stat().st_mode & 0o777 != OWNER_ONLY:
+                side.chmod(OWNER_ONLY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,10 @@ class Spool:
         self.path = Path(path)
         self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _owner_only(self.path)
+        except OSError as exc:
+            raise ClientError(f"cannot open the spool {self.path}: {exc.strerror}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")

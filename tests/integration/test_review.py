@@ -703,6 +703,49 @@ async def test_queue_refuses_bad_parameters(
     assert body["errors"][0]["pointer"].startswith("/query/")
 
 
+def _crafted_after(tag: bytes, number: int) -> str:
+    """An `after` token shaped like the hub's, carrying any 64-bit sort key."""
+    raw = tag + (number % 2**64).to_bytes(8, "big") + uuid.uuid4().bytes
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+_MICROS_PAST_9999 = (datetime(9999, 12, 31, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // (
+    timedelta(microseconds=1)
+) + 86400 * 10**6
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("?after=" + _crafted_after(b"r", 2**31), "reporter count"),
+        ("?after=" + _crafted_after(b"r", 2**63 - 1), "reporter count"),
+        ("?after=" + _crafted_after(b"r", 2**63), "reporter count"),  # -2**63 as signed
+        ("?after=" + _crafted_after(b"r", -1), "reporter count"),
+        ("?order=oldest&after=" + _crafted_after(b"o", _MICROS_PAST_9999), "time"),
+        ("?order=oldest&after=" + _crafted_after(b"o", 2**63 - 1), "time"),
+        ("?order=oldest&after=" + _crafted_after(b"o", -(2**63)), "time"),
+    ],
+)
+async def test_an_after_token_out_of_range_is_refused_and_changes_nothing(
+    hub: Hub, one: tuple[Node, str, str], query: str, words: str
+) -> None:
+    _, cid, rev = one
+    before = await _review_state(hub)
+    body = assert_problem(await _queue(hub, rev, query), 422, "validation_failed")
+    assert body["errors"][0]["pointer"] == "/query/after"
+    assert words in body["errors"][0]["detail"], body
+    assert await _review_state(hub) == before
+    assert _ids(await _queue(hub, rev)) == [cid]
+
+
+async def test_the_largest_reporter_count_in_range_is_a_valid_after(
+    hub: Hub, one: tuple[Node, str, str]
+) -> None:
+    _, cid, rev = one
+    assert _ids(await _queue(hub, rev, "?after=" + _crafted_after(b"r", 2**31 - 1))) == [cid]
+    assert _ids(await _queue(hub, rev, "?after=" + _crafted_after(b"r", 0))) == []
+
+
 async def test_queue_limits_bounds_are_accepted(hub: Hub, one: tuple[Node, str, str]) -> None:
     _, cid, rev = one
     for query in ("?limit=1", "?limit=500", "?min_reporters=0", "?indicator=203.0.113.7"):

@@ -103,6 +103,14 @@ async def test_retry_after_is_honoured_and_each_attempt_signed_afresh(
     assert len({s["nonce"] for s in scripted.seen}) == 3
 
 
+async def test_the_peer_address_of_the_answer_is_remembered(hub: tuple[ScriptedHub, str]) -> None:
+    _, url = hub
+    async with make_client(url, Recorder()) as client:
+        assert client.peer_address is None
+        await client.request("GET", "/v1/hub")
+        assert client.peer_address == "127.0.0.1"
+
+
 async def test_query_is_sent_exactly_as_signed(hub: tuple[ScriptedHub, str]) -> None:
     scripted, url = hub
     rec = Recorder()

@@ -111,3 +111,25 @@ def test_the_hub_address_is_protected() -> None:
         ipaddress.ip_address("2001:db8::5")
     ]
     assert ipaddress.ip_address("127.0.0.1") in _protected_addresses("http://localhost:8700")
+
+
+def test_node_ids_compare_as_uuids_not_strings() -> None:
+    node = "abcdef01-2345-4abc-8def-0123456789ab"
+    upper = node.upper()
+    sig = env(payload(node_id=upper))
+    assert check(sig, key_info(node_id=node), node_id=node) == (True, None)
+    assert check(env(payload(node_id=node)), key_info(node_id=upper), node_id=node) == (True, None)
+    assert check(env(payload(node_id=node)), key_info(node_id=node), node_id=upper) == (True, None)
+
+
+@pytest.mark.parametrize("claimed", ["not-a-uuid", "", 42, None, ["x"]])
+def test_an_unparseable_node_id_is_a_mismatch_not_a_crash(claimed: object) -> None:
+    ok, why = check(env(payload(node_id=claimed)))
+    assert not ok and why is not None and "claims node" in why
+
+
+def test_an_unparseable_key_or_hub_node_id_is_a_mismatch() -> None:
+    ok, why = check(env(payload()), key_info(node_id="garbage"))
+    assert not ok and why is not None and "claims node" in why
+    ok, why = check(env(payload()), node_id="garbage")
+    assert not ok and why is not None and "claims node" in why

@@ -6,7 +6,9 @@ network failures and answers; the real hub is exercised in tests/e2e.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -82,6 +84,37 @@ def test_wal_and_full_sync(spool: Spool) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # synchronous is per connection: the spool's own says FULL (2).
     assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_spool_files_are_owner_only_even_under_umask_000(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    old = os.umask(0)
+    try:
+        spool = Spool(path)
+        spool.add(items(2))
+        side = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
+        present = [p for p in side if p.exists()]
+        assert Path(f"{path}-wal") in present  # WAL mode: a side file to check
+        assert {str(p): _mode(p) for p in [path, *present]} == {
+            str(p): 0o600 for p in [path, *present]
+        }
+        spool.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_loose_spool_is_tightened_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    Spool(path).close()
+    for p in [path, *tmp_path.glob("spool.sqlite-*")]:
+        p.chmod(0o644)
+    Spool(path).close()
+    assert all(_mode(p) == 0o600 for p in [path, *tmp_path.glob("spool.sqlite-*")])
+    assert _mode(path) == 0o600
 
 
 def test_add_is_idempotent_and_survives_reopen(spool: Spool, tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 State lives in the node's home (``--home``, ``HONEYMESH_NODE_HOME``, default
 ``~/.honeymesh``): ``node.key`` (0600), ``node.json`` (the enrollment),
-``spool.sqlite`` (signals not yet acknowledged) and ``feed.json`` (cursor and
-active set). Output for scripts goes to stdout, one line per item; progress,
-notes and the one-sentence errors go to stderr.
+``spool.sqlite`` (signals not yet acknowledged), ``feed.json`` (cursor and
+active set) and ``hub-addresses.json`` (the hub's last resolved addresses, kept
+out of every export even when its name fails to resolve). Output for scripts
+goes to stdout, one line per item; progress, notes and the one-sentence errors
+go to stderr.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +45,7 @@ KEY_FILE = "node.key"
 NODE_FILE = "node.json"
 SPOOL_FILE = "spool.sqlite"
 FEED_FILE = "feed.json"
+HUB_ADDRESSES_FILE = "hub-addresses.json"  # the hub's last resolved addresses
 WATCH_WAIT = 55  # seconds a long-poll waits (the hub allows up to 60)
 WATCH_MAX_BACKOFF = 30.0
 
@@ -88,6 +91,10 @@ class Home:
     @property
     def feed_path(self) -> Path:
         return self.path / FEED_FILE
+
+    @property
+    def hub_addresses_path(self) -> Path:
+        return self.path / HUB_ADDRESSES_FILE
 
     def ensure(self) -> None:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -466,30 +473,96 @@ async def cmd_flush(args: Any) -> int:
 # ---------------------------------------------------------------------------- pull, watch
 
 
-def _protected_addresses(url: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Every address the hub's host name resolves to (or is): never to be blocked."""
-    host = urlsplit(url).hostname or ""
-    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolve = Callable[[str], Sequence[str]]  # a host name to its addresses; OSError if it fails
+
+
+def _getaddrinfo(host: str) -> Sequence[str]:
+    return [str(i[4][0]) for i in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+
+
+def _address(text: str) -> Address | None:
     try:
-        found.add(ipaddress.ip_address(host))
+        addr = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError:
-            infos = []
-        for info in infos:
-            with contextlib.suppress(ValueError):
-                addr = ipaddress.ip_address(str(info[4][0]).partition("%")[0])
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-                    found.add(addr.ipv4_mapped)
-                else:
-                    found.add(addr)
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _ordered(found: set[Address]) -> list[Address]:
     return sorted(found, key=lambda a: (a.version, int(a)))
 
 
-def _render(home: Home, state: FeedState, fmt: str, hub_url: str) -> str:
+def _protected_addresses(url: str, resolve: Resolve | None = None) -> list[Address] | None:
+    """Every address the hub's host name resolves to (or is); None when it does not resolve."""
+    host = urlsplit(url).hostname or ""
+    literal = _address(host)
+    if literal is not None:
+        return [literal]
+    try:
+        found = {a for text in (resolve or _getaddrinfo)(host) if (a := _address(text)) is not None}
+    except (OSError, UnicodeError):
+        return None
+    return _ordered(found) or None
+
+
+def _known_hub_addresses(home: Home, host: str) -> list[Address]:
+    """The addresses last resolved for ``host``, kept in the home; [] if none."""
+    try:
+        data = json.loads(home.hub_addresses_path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or data.get("host") != host:
+        return []
+    texts = data.get("addresses")
+    if not isinstance(texts, list):
+        return []
+    return [a for t in texts if isinstance(t, str) and (a := _address(t)) is not None]
+
+
+def _hub_addresses(
+    home: Home, hub_url: str, peer: str | None, resolve: Resolve | None = None
+) -> list[Address]:
+    """The hub's own addresses, never to be blocked (PROTOCOL.md 12).
+
+    Resolved now, and kept in the home when they are; when resolution fails, the
+    ones kept last time. The address of the connection the hub answered on is
+    protected too. Knowing none, no export may be written: ClientError.
+    """
+    host = urlsplit(hub_url).hostname or ""
+    resolved = _protected_addresses(hub_url, resolve)
+    if resolved is not None:
+        found = set(resolved)
+        if _address(host) is None and _known_hub_addresses(home, host) != resolved:
+            record = {"host": host, "addresses": [str(a) for a in resolved]}
+            home.ensure()
+            atomic_write(home.hub_addresses_path, json.dumps(record).encode() + b"\n")
+    else:
+        found = set(_known_hub_addresses(home, host))
+        if found:
+            _note(f"{PROG}: cannot resolve {host}; protecting its last known addresses.")
+    if peer is not None and (addr := _address(peer)) is not None:
+        found.add(addr)
+    if not found:
+        raise ClientError(
+            f"cannot resolve the hub's host {host} and no earlier address of it is known, so no "
+            "export was written (the last files are kept), lest it block the hub"
+        )
+    return _ordered(found)
+
+
+def _render(
+    home: Home,
+    state: FeedState,
+    fmt: str,
+    hub_url: str,
+    peer: str | None = None,
+    resolve: Resolve | None = None,
+) -> str:
     entries = state.current(time.time())
-    protected = _protected_addresses(hub_url)
+    protected = _hub_addresses(home, hub_url, peer, resolve)
     kept, dropped = export.exclude(entries, protected)
     for entry in dropped:
         ind = entry.get("indicator") or {}
@@ -527,12 +600,12 @@ async def cmd_pull(args: Any) -> int:
         result = await sync(
             client, state, home.feed_path, limit=args.limit, on_page=_progress(sys.stderr)
         )
-        hub_url = client.base_url
+        hub_url, peer = client.base_url, client.peer_address
     if result.pages > 1 and sys.stderr.isatty():
         sys.stderr.write("\n")
     if result.restarted:
         _note(f"{PROG}: {result.restarted}; synced a fresh snapshot.")
-    _write_output(_render(home, state, args.format, hub_url), args.output)
+    _write_output(_render(home, state, args.format, hub_url, peer), args.output)
     if args.output and args.output != "-":
         _note(f"{PROG}: wrote {len(state.active)} decisions to {args.output} ({args.format}).")
     return 0
@@ -585,7 +658,8 @@ async def cmd_watch(args: Any) -> int:
             if result.restarted:
                 _note(f"{PROG}: {result.restarted}; synced a fresh snapshot.")
             if first or result.changed:
-                _write_output(_render(home, state, args.format, client.base_url), args.output)
+                text = _render(home, state, args.format, client.base_url, client.peer_address)
+                _write_output(text, args.output)
                 _note(f"{PROG}: wrote {len(state.active)} decisions to {args.output}.")
                 if args.exec:
                     await asyncio.to_thread(_run_exec, args.exec, args.output)

@@ -66,9 +66,9 @@ def _queue_query(request: web.Request, scope_key: str) -> QueueQuery:
     if raw_after is not None:
         try:
             after = review.decode_after(order, raw_after)
-        except ValueError:
+        except ValueError as exc:
             raise _invalid(
-                "after", "must be a `next` value this queue gave, in the same order"
+                "after", f"must be a `next` value this queue gave, in the same order ({exc})"
             ) from None
     scenario = request.query.get("scenario")
     if scenario is not None and (len(scenario) > 128 or not _SCENARIO.match(scenario)):

@@ -159,6 +159,7 @@ def approvals_needed(state: str, broad: bool, approvers: Sequence[str]) -> int:
 _CURSOR_TAGS = {"reporters": b"r", "oldest": b"o"}
 _CURSOR_BYTES = 1 + 8 + 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REPORTERS_MAX = 2**31 - 1  # candidates.reporters is a PostgreSQL integer (int4)
 
 
 def encode_after(order: str, key: int | datetime, candidate_id: uuid.UUID) -> str:
@@ -169,7 +170,8 @@ def encode_after(order: str, key: int | datetime, candidate_id: uuid.UUID) -> st
 
 
 def decode_after(order: str, token: str) -> tuple[int | datetime, uuid.UUID]:
-    """The inverse of `encode_after` for this order; ValueError for anything else."""
+    """The inverse of `encode_after` for this order; ValueError (saying why) for anything
+    else, a sort key no candidate can have included, so no query sees it."""
     if not token.isascii() or len(token) != 34:
         raise ValueError("not a cursor of this queue")
     try:
@@ -188,9 +190,9 @@ def decode_after(order: str, token: str) -> tuple[int | datetime, uuid.UUID]:
         try:
             return _EPOCH + timedelta(microseconds=number), candidate_id
         except OverflowError:
-            raise ValueError("not a cursor of this queue") from None
-    if number < 0:
-        raise ValueError("not a cursor of this queue")
+            raise ValueError("its time is outside years 1 to 9999") from None
+    if not 0 <= number <= REPORTERS_MAX:
+        raise ValueError(f"its reporter count is outside 0..{REPORTERS_MAX}")
     return number, candidate_id
 
 

@@ -63,10 +63,15 @@ class TenantState:
     status: str
     expires_at: datetime | None
     limits: Mapping[str, int]
+    # Moves whenever what the tenant's nodes may see shrinks (PROTOCOL.md 8 r2).
+    visibility_epoch: int = 0
 
     @property
     def features(self) -> frozenset[str]:
         return FEATURES[self.plan]
+
+    def live(self, now: datetime) -> bool:
+        return self.status == "active" and (self.expires_at is None or self.expires_at > now)
 
     def check_active(self, now: datetime) -> None:
         """The tenant may act at all (enroll, identify): active and not expired."""
@@ -74,6 +79,13 @@ class TenantState:
             raise Forbidden("The node's tenant is suspended.", code="tenant_suspended")
         if self.expires_at is not None and self.expires_at <= now:
             raise Forbidden("The tenant's entitlement has expired.", code="entitlement_expired")
+
+
+def narrows(before: TenantState, after: TenantState, now: datetime) -> bool:
+    """Whether a change takes from what the tenant's nodes may see: a feature lost
+    (mesh), a suspension, an entitlement that lapses, or one renewed after it lapsed
+    (its nodes' cursors predate the gap). Pure."""
+    return bool(before.features - after.features) or not (before.live(now) and after.live(now))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 from honeymesh_client.protocol.dsse import parse_envelope, verify_envelope
 from honeymesh_hub import state
@@ -236,3 +237,43 @@ async def test_snapshot_and_delta_entries_are_identical(hub: Hub) -> None:
     delta = (await follower.request("GET", f"/v1/feed?cursor={cursor}")).body["added"]
     snapshot, _ = await pull_all(await hub.enroll(tenant))
     assert {e["id"]: e for e in delta} == {mesh: snapshot[mesh], own: snapshot[own]}
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        [{"status": "suspended"}, {"status": "active"}],
+        [{"plan": "community"}, {"plan": "pro"}],
+        [{"expires_at": "2000-01-01T00:00:00Z"}, {"expires_at": None}],
+    ],
+    ids=["suspended-restored", "lost-mesh", "lapsed-renewed"],
+)
+async def test_a_cursor_from_before_visibility_shrank_gets_a_snapshot(
+    hub: Hub, narrowing: list[dict[str, Any]]
+) -> None:
+    """PROTOCOL.md 8 r2: the next answer with a cursor is a snapshot of what it may see."""
+    source = await trusted(hub)
+    tenant = await hub.tenant()
+    reader = await hub.enroll(tenant)
+    mesh = await approve(source, "198.51.100.30")
+    active, cursor = await pull_all(reader)
+    assert set(active) == {mesh}
+    for change in narrowing:
+        reply = await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)
+        assert reply.status == 200, reply.body
+    page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
+    assert page["reset"] is True
+    assert [e["id"] for e in page["added"]] == [mesh]
+    # The new cursor is of the new epoch: deltas again.
+    later = (await reader.request("GET", f"/v1/feed?cursor={page['cursor']}")).body
+    assert (later["reset"], later["added"], later["removed"]) == (False, [], [])
+
+
+async def test_a_change_that_takes_nothing_away_keeps_the_cursor(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    reader = await hub.enroll(tenant)
+    _, cursor = await pull_all(reader)
+    for change in ({"limits": {"pull_per_minute": 500}}, {"plan": "enterprise"}):
+        assert (await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)).status == 200
+    page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
+    assert page["reset"] is False

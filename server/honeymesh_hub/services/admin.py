@@ -16,7 +16,7 @@ from typing import Any
 from .. import views
 from ..clock import rfc3339
 from ..config import PolicyConfig
-from ..entitlements import effective_limits
+from ..entitlements import TenantState, effective_limits, narrows
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..store import allowlist as allowlist_store
 from ..store import audit
@@ -96,9 +96,12 @@ async def patch_tenant(
     if "expires_at" in body:
         changes["expires_at"] = parse_time(body["expires_at"], "/expires_at")
     async with pool.acquire() as conn, conn.transaction():
-        if await tenant_store.get(conn, tenant_id, for_update=True) is None:
+        old = await tenant_store.get(conn, tenant_id, for_update=True)
+        if old is None:
             raise NotFound("No such tenant.")
-        row = await tenant_store.update(conn, tenant_id, changes, now)
+        before = _tenant_state(old, {})
+        shrinks = narrows(before, _tenant_state(old, changes), now)
+        row = await tenant_store.update(conn, tenant_id, changes, now, narrows=shrinks)
         await audit.append(
             conn,
             now=now,
@@ -109,6 +112,12 @@ async def patch_tenant(
             details={k: (rfc3339(v) if isinstance(v, datetime) else v) for k, v in changes.items()},
         )
     return views.tenant(row)
+
+
+def _tenant_state(row: Any, changes: dict[str, Any]) -> TenantState:
+    merged = {k: changes.get(k, row[k]) for k in ("plan", "status", "expires_at", "limits")}
+    limits = effective_limits(merged["plan"], merged["limits"])
+    return TenantState(row["id"], merged["plan"], merged["status"], merged["expires_at"], limits)
 
 
 async def create_enrollment_token(

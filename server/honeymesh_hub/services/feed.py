@@ -120,11 +120,16 @@ async def _snapshot_page(
         count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
     # The last page continues at the boundary: everything that committed from a
     # transaction older than it is in the set just served.
-    nxt = Position("snapshot", boundary, 0, last_id) if more else Position("delta", boundary, 0)
+    epoch = caller.identity.tenant.visibility_epoch
+    nxt = Position("snapshot", boundary, 0, last_id, epoch) if more else _delta(boundary, 0, caller)
     ctx.metrics.feed_events.labels("snapshot").inc(count)
     return FeedPage(
         encode(nxt, caller.node_id, ctx.mac_key), more, position is None, added_json, []
     )
+
+
+def _delta(xid: int, seq: int, caller: NodeCaller) -> Position:
+    return Position("delta", xid, seq, epoch=caller.identity.tenant.visibility_epoch)
 
 
 async def _check_retained(conn: Any, xid: int, seq: int) -> None:
@@ -147,7 +152,7 @@ async def _delta_page(
     # A full page ends at its last event; otherwise every visible event of a finished
     # transaction (xid < xmin) has been served, so the next page starts at xmin.
     last = rows[-1]
-    nxt = Position("delta", int(last["xid"]), last["seq"]) if more else Position("delta", xmin, 0)
+    nxt = _delta(int(last["xid"]), last["seq"], caller) if more else _delta(xmin, 0, caller)
     # Within a page an id appears once, as it stands at the page's cursor.
     latest: dict[UUID, Any] = {}
     for row in rows:
@@ -175,6 +180,10 @@ async def read(
             f"The cursor is not valid for this node: {exc}.",
             errors=[{"pointer": "/query/cursor", "detail": str(exc)}],
         ) from None
+    if position.epoch != caller.identity.tenant.visibility_epoch:
+        # What this node may see shrank since the cursor was issued (PROTOCOL.md 8 r2):
+        # start again from a snapshot, so it drops what it may no longer enforce.
+        return await _snapshot_page(ctx, caller, None, limit)
     if position.kind == "snapshot":
         return await _snapshot_page(ctx, caller, position, limit)
     deadline = time.monotonic() + wait

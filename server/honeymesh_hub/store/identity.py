@@ -9,7 +9,7 @@ from ..entitlements import NodeIdentity, TenantState, effective_limits
 _IDENTITY_SQL = """
 SELECT k.keyid, k.public_key, k.rotated_at, k.grace_until,
        n.id AS node_id, n.name AS node_name, n.trusted, n.revoked_at AS node_revoked_at,
-       t.id AS tenant_id, t.plan, t.status, t.expires_at, t.limits
+       t.id AS tenant_id, t.plan, t.status, t.expires_at, t.limits, t.visibility_epoch
 FROM node_keys k
 JOIN nodes n ON n.id = k.node_id
 JOIN tenants t ON t.id = n.tenant_id
@@ -24,6 +24,7 @@ def tenant_state(row: Any) -> TenantState:
         status=row["status"],
         expires_at=row["expires_at"],
         limits=effective_limits(row["plan"], row["limits"]),
+        visibility_epoch=row["visibility_epoch"],
     )
 
 

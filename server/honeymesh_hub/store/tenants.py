@@ -37,12 +37,16 @@ async def get(conn: Any, tenant_id: UUID, *, for_update: bool = False) -> Any:
     return await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE id = $1{lock}", tenant_id)
 
 
-async def update(conn: Any, tenant_id: UUID, changes: Mapping[str, Any], now: datetime) -> Any:
-    """Apply a PATCH: only the members present change (expires_at may become null)."""
+async def update(
+    conn: Any, tenant_id: UUID, changes: Mapping[str, Any], now: datetime, *, narrows: bool
+) -> Any:
+    """Apply a PATCH: only the members present change (expires_at may become null);
+    `narrows` moves the visibility epoch (what the tenant's nodes may see shrank)."""
     return await conn.fetchrow(
         "UPDATE tenants SET updated_at = $2, plan = coalesce($3, plan),"
         " status = coalesce($4, status), limits = coalesce($5, limits),"
-        " expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END"
+        " expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END,"
+        " visibility_epoch = visibility_epoch + CASE WHEN $8 THEN 1 ELSE 0 END"
         f" WHERE id = $1 RETURNING {_COLUMNS}",
         tenant_id,
         now,
@@ -51,6 +55,7 @@ async def update(conn: Any, tenant_id: UUID, changes: Mapping[str, Any], now: da
         changes.get("limits"),
         "expires_at" in changes,
         changes.get("expires_at"),
+        narrows,
     )
 
 

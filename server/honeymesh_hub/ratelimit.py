@@ -325,17 +325,16 @@ class RateLimiter:
         return await self._run(op)
 
     async def take_all(self, policy: str, limits: Sequence[Limit]) -> bool:
-        """One unit from every limit, or none when any is spent."""
+        """One unit from every limit, or none when any is spent.
 
-        async def op(limiter: SlidingWindowCounterRateLimiter) -> bool:
-            for limit in limits:
-                if not await limiter.test(limit.item, policy, limit.key):
-                    return False
-            for limit in limits:
-                await limiter.hit(limit.item, policy, limit.key)
-            return True
-
-        return await self._run(op)
+        Tested and charged in one script (`admit`'s), so replicas racing for the last
+        unit of a daily cap never both get it.
+        """
+        charges = [(policy, limit, 1) for limit in limits]
+        admission = await self.admit(None, 0, charges)
+        if admission is None:
+            admission = await self.admit_in_memory(charges)
+        return admission.allowed
 
 
 def _quota_window(limit: Limit, remaining: int, reset_time: float) -> Window:

@@ -254,11 +254,7 @@ async def admit(
         request, verified.caller.keyid, verified.nonce, verified.now, charges
     )
     if not admission.allowed:
-        policy = next(
-            p
-            for (p, limit, cost), w in zip(charges, admission.windows, strict=True)
-            if cost > 0 and (cost > limit.item.amount or w.remaining < cost)
-        )
+        policy = charges[_refused_index(admission, charges)][0]
         spent = quota_of(
             policy, [w for c, w in zip(charges, admission.windows, strict=True) if c[0] == policy]
         )
@@ -268,6 +264,14 @@ async def admit(
             f"Rate limit {policy!r} reached; retry in {quota.reset} s.", headers=quota.headers()
         )
     return admission.windows
+
+
+def _refused_index(admission: Admission, charges: Sequence[Charge]) -> int:
+    """Which charge the limiter refused: its own answer, never re-derived from the
+    windows (rounding could find none there and turn a 429 into a 500)."""
+    if admission.refused is not None:
+        return admission.refused
+    return next((i for i, (_, _, cost) in enumerate(charges) if cost > 0), 0)
 
 
 async def authenticate_node(request: web.Request, body: bytes, feature: str | None) -> NodeCaller:

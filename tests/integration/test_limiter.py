@@ -48,3 +48,18 @@ async def test_concurrent_take_all_in_memory_never_overruns_a_cap() -> None:
     cap = Limit(per_day(3), "tenant-1")
     granted = await asyncio.gather(*(limiter.take_all("auto", [cap]) for _ in range(32)))
     assert sum(granted) == 3
+
+
+async def test_admit_names_the_window_that_refused(replicas: list[RateLimiter]) -> None:
+    roomy, spent = Limit(per_day(10), "tenant-1"), Limit(per_day(1), "node-1")
+    assert await replicas[0].take_all("publish", [spent])
+    for limiter in (replicas[0], RateLimiter(None, RedisGate(None, "hm:", Metrics()))):
+        if limiter is not replicas[0]:
+            assert await limiter.take_all("publish", [spent])
+        admission = await limiter.admit(None, 0, [("publish", roomy, 1), ("publish", spent, 1)])
+        if admission is None:
+            admission = await limiter.admit_in_memory(
+                [("publish", roomy, 1), ("publish", spent, 1)]
+            )
+        assert (admission.allowed, admission.refused) == (False, 1)
+        assert await limiter.used("publish", roomy) == 0

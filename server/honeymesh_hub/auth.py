@@ -8,10 +8,12 @@ PostgreSQL while Redis is unreachable.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -31,7 +33,7 @@ from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
 from .store import identity as identity_store
 from .store import nonces as nonce_store
 from .store import tokens as token_store
-from .tokens import hash_token
+from .tokens import hash_token, well_formed_bearer
 
 NONCE_TTL_SECONDS = 600
 FAILED_AUTH_PER_MINUTE = 30
@@ -104,6 +106,40 @@ class KeyDirectory:
         for keyid, (_, found) in list(self._entries.items()):
             if found is not None and found.node_id == node_id:
                 del self._entries[keyid]
+
+
+class FailedAuthGuard:
+    """Sources this process saw past the failed-auth limit, and the few credential
+    lookups they may run at once: a flood of bogus credentials from them queues here
+    instead of taking the database pool. Their valid credentials still pass, in turn.
+    """
+
+    def __init__(self, lookups: int = 4, remember: float = 60.0, size: int = 10_000) -> None:
+        self._lookups = asyncio.Semaphore(lookups)
+        self._remember = remember
+        self._size = size
+        self._flooding: dict[str, float] = {}
+
+    def mark(self, source: str) -> None:
+        if len(self._flooding) >= self._size:
+            self._flooding.clear()
+        self._flooding[source] = time.monotonic() + self._remember
+
+    def flooding(self, source: str) -> bool:
+        until = self._flooding.get(source)
+        if until is not None and until <= time.monotonic():
+            del self._flooding[source]
+            return False
+        return until is not None
+
+    @contextlib.asynccontextmanager
+    async def lookup(self, request: web.Request) -> AsyncIterator[None]:
+        """Around a credential lookup: bounded when the request's source is flooding."""
+        if not self.flooding(source_address(request, request.app[state.CONFIG])):
+            yield
+            return
+        async with self._lookups:
+            yield
 
 
 def split_target(request: web.Request) -> tuple[str, str]:
@@ -226,8 +262,9 @@ async def verify_node(request: web.Request, body: bytes, feature: str | None) ->
     The nonce is spent by `admit`, together with the request's rate limits, in one
     Redis round trip once the route knows what the request costs.
     """
-    sig, now = await _check_signature(request, body)
-    identity = await request.app[state.DIRECTORY].get(sig.keyid)
+    sig, now = await _check_signature(request, body)  # a malformed keyid ends here
+    async with request.app[state.AUTH_GUARD].lookup(request):
+        identity = await request.app[state.DIRECTORY].get(sig.keyid)
     now_dt = to_datetime(now)
     if identity is None or not identity.key_usable(now_dt):
         raise Unauthorized("The signing key is not known to this hub.", code="unknown_key")
@@ -305,7 +342,10 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
-    async with request.app[state.POOL].acquire() as conn:
+    if not well_formed_bearer(token):
+        raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
+    pool = request.app[state.POOL]
+    async with request.app[state.AUTH_GUARD].lookup(request), pool.acquire() as conn:
         row = await token_store.by_hash(conn, hash_token(token))
     now = to_datetime(now_of(request))
     if (
@@ -390,7 +430,9 @@ async def refuse_enrollment_past_failed_auth(request: web.Request) -> None:
     enrollment requests outright, not only the failing ones (PROTOCOL.md section 9):
     otherwise a 201 among 429s would still tell a token guesser it guessed right.
     """
-    if not await request.app[state.LIMITER].within("authfail", _failed_auth_limit(request)):
+    limit = _failed_auth_limit(request)
+    if not await request.app[state.LIMITER].within("authfail", limit):
+        request.app[state.AUTH_GUARD].mark(limit.key)
         request.app[state.METRICS].rate_limited.labels("authfail").inc()
         raise _failed_auth_refusal()
 
@@ -403,7 +445,9 @@ async def charge_failed_auth(request: web.Request) -> RateLimited | None:
     if request.get(state.IDENTIFIED):
         return None
     app = request.app
-    if await app[state.LIMITER].count("authfail", _failed_auth_limit(request)):
+    limit = _failed_auth_limit(request)
+    if await app[state.LIMITER].count("authfail", limit):
         return None
+    app[state.AUTH_GUARD].mark(limit.key)
     app[state.METRICS].rate_limited.labels("authfail").inc()
     return _failed_auth_refusal()

@@ -16,6 +16,9 @@ import devservices  # scripts/, on sys.path through tests/conftest.py
 from honeymesh_hub import state
 from honeymesh_hub.clock import ManualClock
 from honeymesh_hub.config import Config
+from honeymesh_hub.metrics import Metrics
+from honeymesh_hub.redisconn import RedisGate
+from tests.conftest import Services
 from tests.integration.foundation import AiohttpClient, start_hub
 from tests.support import Hub, Node
 
@@ -99,3 +102,27 @@ async def test_waiters_across_redis_outages_keep_the_cap_and_never_lock_out(
     notifier.wake_all()
     for task in down:
         assert (await task).status == 200
+
+
+async def test_lost_releases_free_themselves_at_their_deadlines(
+    services: Services, redis_prefix: str
+) -> None:
+    """A waiter whose release never reached Redis (a dead replica) holds its slot only
+    until its own deadline, and the key expires with its last waiter."""
+    gate = RedisGate(services.redis_url, redis_prefix, Metrics())
+    other = RedisGate(services.redis_url, redis_prefix, Metrics())  # another replica
+    try:
+        assert await gate.waiter_enter("waiters:n", "a", 2, 0.5)
+        assert await gate.waiter_enter("waiters:n", "b", 2, 0.5)
+        assert not await other.waiter_enter("waiters:n", "c", 2, 5)
+        assert gate.client is not None
+        assert 0 < await gate.client.pttl(redis_prefix + "waiters:n") <= 500
+        await asyncio.sleep(0.6)  # "a" and "b" are never released
+        assert await other.waiter_enter("waiters:n", "d", 2, 5)
+        assert await other.waiter_enter("waiters:n", "e", 2, 5)
+        assert not await other.waiter_enter("waiters:n", "f", 2, 5)
+        await other.waiter_leave("waiters:n", "d")
+        assert await gate.waiter_enter("waiters:n", "g", 2, 5)
+    finally:
+        await gate.close()
+        await other.close()

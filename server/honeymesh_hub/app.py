@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from . import routes, state
-from .auth import KeyDirectory
+from .auth import FailedAuthGuard, KeyDirectory
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
@@ -38,6 +38,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[state.CONFIG] = config
     app[state.CLOCK] = clock or system_clock
     app[state.METRICS] = Metrics()
+    app[state.AUTH_GUARD] = FailedAuthGuard()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_expiry_sweeper)

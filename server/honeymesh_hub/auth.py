@@ -8,11 +8,13 @@ PostgreSQL while Redis is unreachable.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -32,7 +34,7 @@ from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
 from .store import identity as identity_store
 from .store import nonces as nonce_store
 from .store import tokens as token_store
-from .tokens import hash_token
+from .tokens import hash_token, well_formed_bearer
 
 NONCE_TTL_SECONDS = 600
 FAILED_AUTH_PER_MINUTE = 30
@@ -119,6 +121,40 @@ class KeyDirectory:
         for keyid, (_, found) in list(self._entries.items()):
             if found is not None and found.node_id == node_id:
                 del self._entries[keyid]
+
+
+class FailedAuthGuard:
+    """Sources this process saw past the failed-auth limit, and the few credential
+    lookups they may run at once: a flood of bogus credentials from them queues here
+    instead of taking the database pool. Their valid credentials still pass, in turn.
+    """
+
+    def __init__(self, lookups: int = 4, remember: float = 60.0, size: int = 10_000) -> None:
+        self._lookups = asyncio.Semaphore(lookups)
+        self._remember = remember
+        self._size = size
+        self._flooding: dict[str, float] = {}
+
+    def mark(self, source: str) -> None:
+        if len(self._flooding) >= self._size:
+            self._flooding.clear()
+        self._flooding[source] = time.monotonic() + self._remember
+
+    def flooding(self, source: str) -> bool:
+        until = self._flooding.get(source)
+        if until is not None and until <= time.monotonic():
+            del self._flooding[source]
+            return False
+        return until is not None
+
+    @contextlib.asynccontextmanager
+    async def lookup(self, request: web.Request) -> AsyncIterator[None]:
+        """Around a credential lookup: bounded when the request's source is flooding."""
+        if not self.flooding(source_address(request, request.app[state.CONFIG])):
+            yield
+            return
+        async with self._lookups:
+            yield
 
 
 def split_target(request: web.Request) -> tuple[str, str]:
@@ -241,8 +277,9 @@ async def verify_node(request: web.Request, body: bytes, feature: str | None) ->
     The nonce is spent by `admit`, together with the request's rate limits, in one
     Redis round trip once the route knows what the request costs.
     """
-    sig, now = await _check_signature(request, body)
-    identity = await request.app[state.DIRECTORY].get(sig.keyid)
+    sig, now = await _check_signature(request, body)  # a malformed keyid ends here
+    async with request.app[state.AUTH_GUARD].lookup(request):
+        identity = await request.app[state.DIRECTORY].get(sig.keyid)
     now_dt = to_datetime(now)
     if identity is None or not identity.key_usable(now_dt):
         raise Unauthorized("The signing key is not known to this hub.", code="unknown_key")
@@ -269,11 +306,7 @@ async def admit(
         request, verified.caller.keyid, verified.nonce, verified.now, charges
     )
     if not admission.allowed:
-        policy = next(
-            p
-            for (p, limit, cost), w in zip(charges, admission.windows, strict=True)
-            if cost > 0 and (cost > limit.item.amount or w.remaining < cost)
-        )
+        policy = charges[_refused_index(admission, charges)][0]
         spent = quota_of(
             policy, [w for c, w in zip(charges, admission.windows, strict=True) if c[0] == policy]
         )
@@ -283,6 +316,14 @@ async def admit(
             f"Rate limit {policy!r} reached; retry in {quota.reset} s.", headers=quota.headers()
         )
     return admission.windows
+
+
+def _refused_index(admission: Admission, charges: Sequence[Charge]) -> int:
+    """Which charge the limiter refused: its own answer, never re-derived from the
+    windows (rounding could find none there and turn a 429 into a 500)."""
+    if admission.refused is not None:
+        return admission.refused
+    return next((i for i, (_, _, cost) in enumerate(charges) if cost > 0), 0)
 
 
 async def authenticate_node(request: web.Request, body: bytes, feature: str | None) -> NodeCaller:
@@ -316,7 +357,10 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
-    async with request.app[state.POOL].acquire() as conn:
+    if not well_formed_bearer(token):
+        raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
+    pool = request.app[state.POOL]
+    async with request.app[state.AUTH_GUARD].lookup(request), pool.acquire() as conn:
         row = await token_store.by_hash(conn, hash_token(token))
     now = to_datetime(now_of(request))
     if (
@@ -401,7 +445,9 @@ async def refuse_enrollment_past_failed_auth(request: web.Request) -> None:
     enrollment requests outright, not only the failing ones (PROTOCOL.md section 9):
     otherwise a 201 among 429s would still tell a token guesser it guessed right.
     """
-    if not await request.app[state.LIMITER].within("authfail", _failed_auth_limit(request)):
+    limit = _failed_auth_limit(request)
+    if not await request.app[state.LIMITER].within("authfail", limit):
+        request.app[state.AUTH_GUARD].mark(limit.key)
         request.app[state.METRICS].rate_limited.labels("authfail").inc()
         raise _failed_auth_refusal()
 
@@ -414,7 +460,9 @@ async def charge_failed_auth(request: web.Request) -> RateLimited | None:
     if request.get(state.IDENTIFIED):
         return None
     app = request.app
-    if await app[state.LIMITER].count("authfail", _failed_auth_limit(request)):
+    limit = _failed_auth_limit(request)
+    if await app[state.LIMITER].count("authfail", limit):
         return None
+    app[state.AUTH_GUARD].mark(limit.key)
     app[state.METRICS].rate_limited.labels("authfail").inc()
     return _failed_auth_refusal()

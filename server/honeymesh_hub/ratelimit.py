@@ -71,13 +71,15 @@ class Quota:
 _ADMIT_LUA = """
 -- KEYS[1]: the nonce key, or '' for none; then (previous, current) window keys per limit.
 -- ARGV[1]: nonce TTL in seconds; then per limit: amount, expiry in seconds, cost.
--- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else
--- {ok, then per limit: previous count, previous pttl, current count, current pttl}.
+-- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else {ok, the
+-- first refusing limit's index (0: none), then per limit: previous count, previous pttl,
+-- current count, current pttl}.
 if KEYS[1] ~= '' then
   if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {-1} end
 end
 local n = (#KEYS - 1) / 2
 local ok = 1
+local refused = 0
 local seen = {}
 for i = 1, n do
   local prev, cur = KEYS[2 * i], KEYS[2 * i + 1]
@@ -94,6 +96,7 @@ for i = 1, n do
   local cc = tonumber(redis.call('get', cur)) or 0
   local ct = math.max(tonumber(redis.call('pttl', cur)), 0)
   if cost > 0 and (cost > amount or math.floor(pc * pt / expiry) + cc + cost > amount) then
+    if ok == 1 then refused = i end
     ok = 0
   end
   seen[i] = {pc, pt, cc, ct}
@@ -114,7 +117,7 @@ if ok == 1 then
     end
   end
 end
-local out = {ok}
+local out = {ok, refused}
 for i = 1, n do
   for j = 1, 4 do out[#out + 1] = seen[i][j] end
 end
@@ -138,13 +141,16 @@ class Admission:
     fresh: bool
     allowed: bool
     windows: tuple[Window, ...]
+    # Index (into the charges) of the window that refused, as the deciding code saw it.
+    refused: int | None = None
 
 
 def _window(limit: Limit, pc: int, pt_ms: int, cc: int, ct_ms: int) -> Window:
     """limits' SlidingWindowCounterRateLimiter.get_window_stats, on the script's reading."""
     expiry = limit.item.get_expiry()
-    weighted = pc * (pt_ms / 1000) / expiry + cc
-    remaining = max(0, limit.item.amount - math.floor(weighted))
+    # Integer arithmetic, as exact as the script's test (floats round differently).
+    weighted = pc * pt_ms // (int(expiry) * 1000) + cc
+    remaining = max(0, limit.item.amount - weighted)
     reset = 0.0
     if pc or cc:
         reset = math.inf
@@ -217,10 +223,11 @@ class RateLimiter:
         if out[0] == -1:
             return Admission(False, False, ())
         windows = tuple(
-            _window(limit, *(int(v) for v in out[1 + 4 * i : 5 + 4 * i]))
+            _window(limit, *(int(v) for v in out[2 + 4 * i : 6 + 4 * i]))
             for i, (_, limit, _) in enumerate(charges)
         )
-        return Admission(True, bool(out[0]), windows)
+        refused = int(out[1]) - 1 if not out[0] else None
+        return Admission(True, bool(out[0]), windows, refused)
 
     async def _run(self, op: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
         """Run `op` on the shared (Redis) limiter, or per process while Redis is down."""
@@ -252,10 +259,15 @@ class RateLimiter:
         """`admit`'s limits, counted in this process while Redis is unreachable."""
         limiter = self._memory
         before = [await limiter.get_window_stats(lim.item, p, lim.key) for p, lim, _ in charges]
-        allowed = all(
-            cost <= lim.item.amount and stats.remaining >= cost
-            for (_, lim, cost), stats in zip(charges, before, strict=True)
+        refused = next(
+            (
+                i
+                for i, ((_, lim, cost), stats) in enumerate(zip(charges, before, strict=True))
+                if cost > 0 and (cost > lim.item.amount or stats.remaining < cost)
+            ),
+            None,
         )
+        allowed = refused is None
         if allowed:
             for policy, limit, cost in charges:
                 if cost > 0:
@@ -264,7 +276,7 @@ class RateLimiter:
         for policy, limit, _ in charges:
             stats = await limiter.get_window_stats(limit.item, policy, limit.key)
             windows.append(_quota_window(limit, stats.remaining, stats.reset_time))
-        return Admission(True, allowed, tuple(windows))
+        return Admission(True, allowed, tuple(windows), refused)
 
     async def consume(self, policy: str, limits: Sequence[Limit], cost: int = 1) -> Quota:
         """Charge `cost` to every limit; raise RateLimited (with headers) when one is spent.
@@ -325,17 +337,16 @@ class RateLimiter:
         return await self._run(op)
 
     async def take_all(self, policy: str, limits: Sequence[Limit]) -> bool:
-        """One unit from every limit, or none when any is spent."""
+        """One unit from every limit, or none when any is spent.
 
-        async def op(limiter: SlidingWindowCounterRateLimiter) -> bool:
-            for limit in limits:
-                if not await limiter.test(limit.item, policy, limit.key):
-                    return False
-            for limit in limits:
-                await limiter.hit(limit.item, policy, limit.key)
-            return True
-
-        return await self._run(op)
+        Tested and charged in one script (`admit`'s), so replicas racing for the last
+        unit of a daily cap never both get it.
+        """
+        charges = [(policy, limit, 1) for limit in limits]
+        admission = await self.admit(None, 0, charges)
+        if admission is None:
+            admission = await self.admit_in_memory(charges)
+        return admission.allowed
 
 
 def _quota_window(limit: Limit, remaining: int, reset_time: float) -> Window:

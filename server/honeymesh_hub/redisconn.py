@@ -9,6 +9,7 @@ costs one timeout now and then instead of one per request. Callers fall back
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import redis.asyncio as aioredis
@@ -19,6 +20,20 @@ from .metrics import Metrics
 log = logging.getLogger("honeymesh.redis")
 
 TIMEOUT_SECONDS = 0.5
+
+_WAITERS_LUA = """
+-- KEYS[1]: a sorted set of waiters scored by deadline (ms on Redis' clock).
+-- ARGV: cap, member (unique per waiter), how long it may wait in ms. 1 admitted, 0 full.
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+local deadline = now + tonumber(ARGV[3])
+redis.call('zadd', KEYS[1], deadline, ARGV[2])
+local last = redis.call('zrange', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('pexpireat', KEYS[1], math.max(deadline, tonumber(last[2])))
+return 1
+"""
 
 
 class RedisGate:
@@ -40,7 +55,11 @@ class RedisGate:
         self._down_until = 0.0
         # When Redis last failed (monotonic); -inf when never.
         self.last_failure = float("-inf")
-        self._local: dict[str, int] = {}
+        # key -> this process's waiters (member -> monotonic deadline); see waiter_enter.
+        self._waiters: dict[str, dict[str, float]] = {}
+        self._waiter_script = (
+            self.client.register_script(_WAITERS_LUA) if self.client is not None else None
+        )
 
     @property
     def usable(self) -> bool:
@@ -80,28 +99,51 @@ class RedisGate:
         self.succeeded()
         return "ok"
 
-    async def counter_add(self, key: str, delta: int, ttl_seconds: int) -> int:
-        """Add to a shared counter (per process while Redis is down); the new value.
+    async def waiter_enter(self, key: str, member: str, cap: int, seconds: float) -> bool:
+        """Admit `member` as one of at most `cap` waiters under `key`, for `seconds`.
 
-        The TTL bounds the damage of a replica that dies holding counts.
+        A waiter is a member of a sorted set scored by its deadline, so one whose end
+        never reached Redis (an outage, a dead replica) lingers only until then. This
+        process's own waiters are also kept here: while Redis is down, the cap counts
+        them, so an outage can neither lock the key out nor lift its cap for long.
         """
-        if self.client is not None and self.usable:
+        now = time.monotonic()
+        mine = self._waiters.setdefault(key, {})
+        for stale in [m for m, until in mine.items() if until <= now]:
+            del mine[stale]
+        admitted: bool | None = None
+        if self._waiter_script is not None and self.usable:
             try:
-                async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.incrby(self.prefix + key, delta)
-                    pipe.expire(self.prefix + key, ttl_seconds)
-                    value, _ = await pipe.execute()
+                admitted = bool(
+                    await self._waiter_script(
+                        keys=[self.prefix + key], args=[cap, member, math.ceil(seconds * 1000)]
+                    )
+                )
             except (RedisError, OSError) as exc:
-                self.failed("counter", exc)
+                self.failed("waiters", exc)
             else:
                 self.succeeded()
-                return int(value)
-        value = self._local.get(key, 0) + delta
-        if value <= 0:
-            self._local.pop(key, None)
-        else:
-            self._local[key] = value
-        return value
+        if admitted is None:
+            admitted = len(mine) < cap
+        if admitted:
+            mine[member] = now + seconds
+        elif not mine:
+            del self._waiters[key]
+        return admitted
+
+    async def waiter_leave(self, key: str, member: str) -> None:
+        """End a waiter; if Redis cannot hear it, the member expires at its deadline."""
+        mine = self._waiters.get(key, {})
+        mine.pop(member, None)
+        if not mine:
+            self._waiters.pop(key, None)
+        if self.client is not None and self.usable:
+            try:
+                await self.client.zrem(self.prefix + key, member)
+            except (RedisError, OSError) as exc:
+                self.failed("waiters", exc)
+            else:
+                self.succeeded()
 
     async def close(self) -> None:
         if self.client is not None:

@@ -11,7 +11,7 @@ from .config import Config
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .auth import Caller, KeyDirectory
+    from .auth import Caller, FailedAuthGuard, KeyDirectory
     from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
@@ -24,6 +24,7 @@ POOL: web.AppKey[Any] = web.AppKey("pool")
 REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
+AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")

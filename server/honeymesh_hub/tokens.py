@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 PREFIX = {"admin": "hma_", "reviewer": "hmr_", "enrollment": "hme_"}
+
+
+# What new_token makes for a bearer (admin or reviewer): prefix, 43 base64url characters.
+_BEARER = re.compile(r"(?:hma|hmr)_[A-Za-z0-9_-]{43}")
+
+
+def well_formed_bearer(token: str) -> bool:
+    """Whether `token` could be a bearer token at all (no lookup needed to refuse it)."""
+    return _BEARER.fullmatch(token) is not None
 
 
 def new_token(kind: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 
 from .. import state
@@ -15,6 +17,9 @@ from .common import json_response, path_uuid, query_int
 routes = web.RouteTableDef()
 
 MAX_WAITING = 2
+# A waiter's slot outlives its `wait` by this much (the last delta read): a slot whose
+# release never reached Redis frees itself then.
+WAIT_GRACE_SECONDS = 2.0
 
 
 def _context(app: web.Application) -> feed.FeedContext:
@@ -46,17 +51,17 @@ async def get_feed(request: web.Request) -> web.Response:
         page = await feed.read(_context(app), caller, cursor, limit, 0)
         return _page_response(page, headers)
     slots = app[state.REDIS]
-    key = f"w:{caller.node_id}"
-    held = await slots.counter_add(key, 1, ttl_seconds=120)
+    key = f"waiters:{caller.node_id}"
+    member = uuid.uuid4().hex
+    if not await slots.waiter_enter(key, member, MAX_WAITING, wait + WAIT_GRACE_SECONDS):
+        raise RateLimited(
+            f"A node holds at most {MAX_WAITING} waiting feed requests.",
+            headers={**headers, "Retry-After": "1"},
+        )
     try:
-        if held > MAX_WAITING:
-            raise RateLimited(
-                f"A node holds at most {MAX_WAITING} waiting feed requests.",
-                headers={**headers, "Retry-After": "1"},
-            )
         page = await feed.read(_context(app), caller, cursor, limit, float(wait))
     finally:
-        await slots.counter_add(key, -1, ttl_seconds=120)
+        await slots.waiter_leave(key, member)
     return _page_response(page, headers)
 
 

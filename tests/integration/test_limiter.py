@@ -1,0 +1,65 @@
+"""The rate limiter against a real Redis: daily caps shared by replicas never overrun
+(PROTOCOL.md section 9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from honeymesh_hub.metrics import Metrics
+from honeymesh_hub.ratelimit import Limit, RateLimiter, per_day
+from honeymesh_hub.redisconn import RedisGate
+from tests.conftest import Services
+
+
+@pytest.fixture
+async def replicas(services: Services, redis_prefix: str) -> AsyncIterator[list[RateLimiter]]:
+    """Eight limiters with their own Redis connections, as eight hub replicas."""
+    gates = [RedisGate(services.redis_url, redis_prefix, Metrics()) for _ in range(8)]
+    yield [RateLimiter(services.redis_url, gate) for gate in gates]
+    for gate in gates:
+        await gate.close()
+
+
+async def test_concurrent_take_all_never_overruns_a_cap(replicas: list[RateLimiter]) -> None:
+    node = Limit(per_day(5), "node-1")
+    tenant = Limit(per_day(7), "tenant-1")
+
+    async def approve(limiter: RateLimiter, limits: list[Limit]) -> bool:
+        return await limiter.take_all("auto_approvals", limits)
+
+    granted = await asyncio.gather(
+        *(approve(replicas[i % len(replicas)], [node, tenant]) for i in range(64))
+    )
+    assert sum(granted) == 5
+    # All or nothing: the refused ones charged the tenant's window nothing.
+    assert await replicas[0].used("auto_approvals", tenant) == 5
+    granted = await asyncio.gather(
+        *(approve(replicas[i % len(replicas)], [tenant]) for i in range(64))
+    )
+    assert sum(granted) == 2
+    assert await replicas[0].used("auto_approvals", tenant) == 7
+
+
+async def test_concurrent_take_all_in_memory_never_overruns_a_cap() -> None:
+    limiter = RateLimiter(None, RedisGate(None, "hm:", Metrics()))
+    cap = Limit(per_day(3), "tenant-1")
+    granted = await asyncio.gather(*(limiter.take_all("auto", [cap]) for _ in range(32)))
+    assert sum(granted) == 3
+
+
+async def test_admit_names_the_window_that_refused(replicas: list[RateLimiter]) -> None:
+    roomy, spent = Limit(per_day(10), "tenant-1"), Limit(per_day(1), "node-1")
+    assert await replicas[0].take_all("publish", [spent])
+    for limiter in (replicas[0], RateLimiter(None, RedisGate(None, "hm:", Metrics()))):
+        if limiter is not replicas[0]:
+            assert await limiter.take_all("publish", [spent])
+        admission = await limiter.admit(None, 0, [("publish", roomy, 1), ("publish", spent, 1)])
+        if admission is None:
+            admission = await limiter.admit_in_memory(
+                [("publish", roomy, 1), ("publish", spent, 1)]
+            )
+        assert (admission.allowed, admission.refused) == (False, 1)
+        assert await limiter.used("publish", roomy) == 0

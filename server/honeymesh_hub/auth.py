@@ -222,32 +222,23 @@ async def _spend_nonce(request: web.Request, keyid: str, nonce: str, now: float)
 async def _admission(
     request: web.Request, keyid: str, nonce: str, now: float, charges: Sequence[Charge]
 ) -> Admission:
-    """Spend a nonce and charge limits in one Redis round trip; 401 on a replay.
+    """Spend the nonce, then charge the limits (one Redis round trip); 401 on a replay.
 
-    While Redis is unreachable the nonce goes to PostgreSQL and limits count per
-    process. For a nonce's lifetime after Redis failed, PostgreSQL is asked too: it
-    holds the nonces spent meanwhile, so a request captured then is not replayable now.
+    PostgreSQL is the one record of spent nonces (PROTOCOL.md 2 r2). A replay is
+    refused however Redis fares: captured just before Redis failed, replayed to a
+    replica that cannot reach Redis while another can, or replayed after Redis
+    returns, since no replica ever asks Redis about a nonce. Redis keeps the limits,
+    which fall back to per-process counting while it is unreachable.
     """
+    if not await _spend_nonce_in_db(request, keyid, nonce, now):
+        raise _replayed()
+    if not charges:
+        return Admission(True, True, ())
     limiter = request.app[state.LIMITER]
-    admission = await limiter.admit(_nonce_key(keyid, nonce), NONCE_TTL_SECONDS, charges)
-    if admission is not None and not admission.fresh:
-        raise _replayed()
-    if (admission is None or _recently_degraded(request)) and not await _spend_nonce_in_db(
-        request, keyid, nonce, now
-    ):
-        raise _replayed()
+    admission = await limiter.admit(None, 0, charges)
     if admission is None:
         admission = await limiter.admit_in_memory(charges)
     return admission
-
-
-def _recently_degraded(request: web.Request) -> bool:
-    gate = request.app[state.REDIS]
-    return time.monotonic() - gate.last_failure < NONCE_TTL_SECONDS
-
-
-def _nonce_key(keyid: str, nonce: str) -> str:
-    return f"n:{keyid}:{nonce}"
 
 
 def _replayed() -> Unauthorized:

@@ -23,9 +23,14 @@ TIMEOUT_SECONDS = 0.5
 
 _WAITERS_LUA = """
 -- KEYS[1]: a sorted set of waiters scored by deadline (ms on Redis' clock).
--- ARGV: cap, member (unique per waiter), how long it may wait in ms. 1 admitted, 0 full.
+-- ARGV: cap, member (unique per waiter), how long it may wait in ms, then pairs of
+-- (member, ms left) of this process's live waiters, which an outage may have kept
+-- from Redis: they count again as soon as Redis is back. 1 admitted, 0 full.
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 4, #ARGV, 2 do
+  redis.call('zadd', KEYS[1], now + tonumber(ARGV[i + 1]), ARGV[i])
+end
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 local deadline = now + tonumber(ARGV[3])
@@ -53,8 +58,6 @@ class RedisGate:
         self._metrics = metrics
         self._retry_after = retry_after
         self._down_until = 0.0
-        # When Redis last failed (monotonic); -inf when never.
-        self.last_failure = float("-inf")
         # key -> this process's waiters (member -> monotonic deadline); see waiter_enter.
         self._waiters: dict[str, dict[str, float]] = {}
         self._waiter_script = (
@@ -79,7 +82,6 @@ class RedisGate:
                 extra={"fields": {"operation": operation, "error": type(exc).__name__}},
             )
         self._down_until = time.monotonic() + self._retry_after
-        self.last_failure = time.monotonic()
         self._metrics.redis_degraded.set(1)
         self._metrics.redis_fallbacks.labels(operation).inc()
 
@@ -113,12 +115,11 @@ class RedisGate:
             del mine[stale]
         admitted: bool | None = None
         if self._waiter_script is not None and self.usable:
+            args: list[str | int] = [cap, member, math.ceil(seconds * 1000)]
+            for other, until in mine.items():
+                args.extend((other, math.ceil((until - now) * 1000)))
             try:
-                admitted = bool(
-                    await self._waiter_script(
-                        keys=[self.prefix + key], args=[cap, member, math.ceil(seconds * 1000)]
-                    )
-                )
+                admitted = bool(await self._waiter_script(keys=[self.prefix + key], args=args))
             except (RedisError, OSError) as exc:
                 self.failed("waiters", exc)
             else:

@@ -82,18 +82,22 @@ async def test_without_redis_the_hub_serves_and_refuses_replays(
         assert "honeymesh_redis_degraded 1.0" in metrics
 
 
-async def test_with_redis_nonces_stay_out_of_postgres(hub: Hub) -> None:
+async def test_with_redis_nonces_are_kept_in_postgres_too(hub: Hub) -> None:
+    """PostgreSQL is the one record of nonces (PROTOCOL.md 2 r2), Redis or not."""
     assert (await send(hub, "GET", "/readyz")).body == {"database": "ok", "redis": "ok"}
     node = await hub.enroll()
-    nonce = "nonce-kept-in-redis-0001"
+    nonce = "nonce-kept-in-postgres-01"
     assert (await node.request("GET", "/v1/nodes/self", nonce=nonce)).status == 200
     assert_problem(
         await node.request("GET", "/v1/nodes/self", nonce=nonce), 401, "replayed_request"
     )
     kept = await fetchval(
-        hub.database_url, "SELECT count(*) FROM request_nonces WHERE keyid = $1", node.key.keyid
+        hub.database_url,
+        "SELECT count(*) FROM request_nonces WHERE keyid = $1 AND nonce = $2",
+        node.key.keyid,
+        nonce,
     )
-    assert kept == 0
+    assert kept == 1
 
 
 async def test_healthz_and_hub(hub: Hub) -> None:

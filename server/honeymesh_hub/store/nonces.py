@@ -1,4 +1,12 @@
-"""Request nonces in PostgreSQL: the fallback while Redis is unreachable."""
+"""Request nonces in PostgreSQL: the one record of spent nonces (PROTOCOL.md 2 r2).
+
+Every replica spends every nonce here, so a replay is refused whatever Redis does.
+The insert commits without waiting for its WAL flush (`synchronous_commit` off for
+that statement alone): a nonce is on disk within a fraction of a second, and only a
+PostgreSQL crash in that fraction could forget one. What a replay of such a request
+could do is idempotent anyway (a publish answers `duplicate`, a feed read changes
+nothing).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,9 @@ async def remember(conn: Any, keyid: str, nonce: str, now: datetime, ttl_seconds
     """True when the nonce is new for that key (or its earlier use has expired)."""
     row = await conn.fetchrow(
         """
-        INSERT INTO request_nonces AS r (keyid, nonce, expires_at) VALUES ($1, $2, $3)
+        WITH fast AS (SELECT set_config('synchronous_commit', 'off', true))
+        INSERT INTO request_nonces AS r (keyid, nonce, expires_at)
+        SELECT $1::text, $2::text, $3::timestamptz FROM fast
         ON CONFLICT (keyid, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
             WHERE r.expires_at <= $4
         RETURNING 1

@@ -3,7 +3,9 @@ refusal is always a 429 (PROTOCOL.md section 9), however the two round."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,6 +44,18 @@ def test_reported_window_agrees_with_the_script(
     assert refused == _lua_refuses(amount, 60, cost, pc, pt, cc)
 
 
+class _Pool:
+    """Every nonce is fresh."""
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        yield SimpleNamespace(fetchrow=_fresh)
+
+
+async def _fresh(*_: Any) -> dict[str, int]:
+    return {"?column?": 1}
+
+
 class _Limiter:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
@@ -57,7 +71,7 @@ async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
     looks_open = SimpleNamespace(limit=limit, remaining=5, reset=3)
     app = web.Application()
     app[state.LIMITER] = _Limiter(Admission(True, False, (looks_open,)))  # type: ignore[arg-type]
-    app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]
+    app[state.POOL] = _Pool()
     app[state.METRICS] = Metrics()
     request = make_mocked_request("GET", "/v1/feed", app=app)
     verified = VerifiedRequest(SimpleNamespace(keyid="a" * 64), "n" * 16, 0.0)  # type: ignore[arg-type]

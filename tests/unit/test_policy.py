@@ -1,4 +1,4 @@
-"""The candidate state table of policy.py, cell by cell (PROTOCOL.md section 7)."""
+"""What a publish does to a candidate (lifecycle.plan_publish), cell by cell (PROTOCOL.md 7)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from honeymesh_hub.config import PolicyConfig
-from honeymesh_hub.policy import CandidateFacts, Corroboration, decide, wants_corroboration
+from honeymesh_hub.lifecycle import CandidateFacts, Corroboration, plan_publish, wants_corroboration
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 POLICY = PolicyConfig()
@@ -32,11 +32,11 @@ MET = Corroboration(nodes=3, tenants=2)
 
 
 def actions(facts: CandidateFacts, corroboration: Corroboration | None = MET) -> list[str]:
-    return [f"{m.action}:{m.to_state}" for m in decide(facts, corroboration, NOW, POLICY)]
+    return [f"{m.action}:{m.to_state}" for m in plan_publish(facts, corroboration, NOW, POLICY)]
 
 
 def test_corroboration_approves_auto_with_capped_expiry() -> None:
-    [move] = decide(replace(BASE, max_ttl_seconds=10 * 86400), MET, NOW, POLICY)
+    [move] = plan_publish(replace(BASE, max_ttl_seconds=10 * 86400), MET, NOW, POLICY)
     assert (move.action, move.origin, move.rule) == ("approve", "auto", "corroboration")
     assert move.expires_at == NOW + timedelta(seconds=86400)
 
@@ -48,7 +48,9 @@ def test_short_of_corroboration_waits(corroboration: Corroboration | None) -> No
 
 def test_trusted_node_needs_confidence_90() -> None:
     assert actions(replace(BASE, caller_trusted=True, batch_max_confidence=89), None) == []
-    [move] = decide(replace(BASE, caller_trusted=True, batch_max_confidence=90), None, NOW, POLICY)
+    [move] = plan_publish(
+        replace(BASE, caller_trusted=True, batch_max_confidence=90), None, NOW, POLICY
+    )
     assert (move.origin, move.rule) == ("trusted", "trusted")
 
 
@@ -95,16 +97,16 @@ def test_extension_caps() -> None:
         expires_at=NOW + timedelta(hours=1),
         batch_max_ttl=30 * 86400,
     )
-    [move] = decide(approved, None, NOW, POLICY)
+    [move] = plan_publish(approved, None, NOW, POLICY)
     assert (move.action, move.expires_at) == ("extend", NOW + timedelta(seconds=86400))
     capped = replace(approved, origin="review", expiry_cap=NOW + timedelta(hours=2))
-    [move] = decide(capped, None, NOW, POLICY)
+    [move] = plan_publish(capped, None, NOW, POLICY)
     assert move.expires_at == NOW + timedelta(hours=2)
     reviewed = replace(approved, origin="review")
-    [move] = decide(reviewed, None, NOW, POLICY)
+    [move] = plan_publish(reviewed, None, NOW, POLICY)
     assert move.expires_at == NOW + timedelta(days=30)
     shorter = replace(approved, batch_max_ttl=600)
-    assert decide(shorter, None, NOW, POLICY) == []
+    assert plan_publish(shorter, None, NOW, POLICY) == []
 
 
 def test_wants_corroboration_only_when_it_can_hold() -> None:

@@ -20,10 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import Clock, to_datetime
+from ..lifecycle import Move, Trigger, move
 from ..metrics import Metrics
-from ..policy import Move
 from ..store import review as review_store
-from ..store import signals as signal_store
 from . import decisions
 
 log = logging.getLogger("honeymesh.expiry")
@@ -61,21 +60,23 @@ async def sweep(
                 elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
                     break
                 rows = await review_store.due_expiries(conn, now, batch, skip_locked=not wait)
-                moves = [
-                    decisions.applied(
+                expire = [
+                    decisions.Taken(
                         row,
-                        Move("expire", "expired", reason="expired", rule="expiry"),
-                        "approved",
-                        now,
+                        move(Trigger.EXPIRE, row["state"], reason="expired", rule="expiry"),
                         ACTOR,
                     )
                     for row in rows
                 ]
-                await signal_store.apply_moves(conn, moves, now)
+                await decisions.write(conn, expire, now)
             total += len(rows)
             if not rows:
                 break
     return total
+
+
+def _expire(state: str) -> Move:
+    return move(Trigger.EXPIRE, state, reason="expired", rule="expiry")
 
 
 async def run_forever(

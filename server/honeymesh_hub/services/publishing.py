@@ -3,8 +3,13 @@
 A bad envelope is refused alone, by the first check that fails, in the protocol's
 order: validation_failed (envelope), foreign_key, invalid_envelope_signature,
 duplicate, validation_failed (payload), too_broad, reserved_range, rate_limited.
-Everything accepted is committed before the 202 leaves, in one transaction with the
-candidate changes, decisions, audit entries and feed events it causes.
+Everything accepted is committed before the 202 leaves, in two steps. The signals and
+their candidates' counts commit in one statement of their own: for most publishes
+nothing moves, so that is the whole cost. The moves the lifecycle wants (approvals,
+reopens, extensions) follow in a second, short transaction on the candidates' locked,
+current rows, with their decisions, audit entries and feed events: it reads
+corroboration after our own commit, so it never misses a concurrent publish, and a
+hub dying between the two loses nothing, since a re-send (a duplicate) plans again.
 """
 
 from __future__ import annotations
@@ -26,11 +31,18 @@ from ..addresses import is_broad
 from ..auth import KeyDirectory, NodeCaller
 from ..config import PolicyConfig
 from ..entitlements import effective_limits
+from ..lifecycle import (
+    CandidateFacts,
+    Corroboration,
+    Move,
+    capped,
+    plan_publish,
+    wants_corroboration,
+)
 from ..metrics import Metrics
-from ..policy import CandidateFacts, Corroboration, Move, decide, wants_corroboration
 from ..ratelimit import Limit, RateLimiter, per_day
 from ..store import signals as signal_store
-from ..store.signals import AppliedMove, SignalRow
+from ..store.signals import SignalRow
 from ..validation import Refusal, Signal, validate_signal
 from . import decisions
 
@@ -263,7 +275,7 @@ async def _within_caps(
     ctx: PublishContext, conn: Any, caller: NodeCaller, move: Move, tenant_ids: list[uuid.UUID]
 ) -> bool:
     """Charge the daily cap a rule-made approval spends; False when one is spent."""
-    if move.origin == "trusted":
+    if move.effects.cap == "trusted_approvals":
         cap = caller.identity.tenant.limits["trusted_approvals_per_day"]
         limits = [Limit(per_day(cap), str(caller.node_id))]
         policy = "trusted_approvals"
@@ -310,7 +322,7 @@ def _plan(
         key = _key(row)
         count = counts.get(key)
         corroboration = Corroboration(count[0], len(count[1])) if count else None
-        moves = decide(_facts(row, caller, stats[key]), corroboration, ctx.now, ctx.policy)
+        moves = plan_publish(_facts(row, caller, stats[key]), corroboration, ctx.now, ctx.policy)
         if moves:
             plan[key] = moves
     return plan
@@ -330,25 +342,25 @@ async def _reconcile(
         rows = await signal_store.candidate_facts(conn, keys, lock=True)
         facts = {_key(r): _facts(r, caller, stats[_key(r)]) for r in rows}
         counts = await _corroboration(ctx, conn, rows, facts)
-        applied: list[AppliedMove] = []
+        taken: list[decisions.Taken] = []
         final: dict[tuple[str, str], str] = {}
         for row in rows:
             key = _key(row)
             tenant_ids = counts.get(key, (0, []))[1]
             state = row["state"]
             for move in _plan(ctx, caller, [row], stats, counts).get(key, []):
-                if move.action == "approve" and not await _within_caps(
+                if move.effects.cap is not None and not await _within_caps(
                     ctx, conn, caller, move, tenant_ids
                 ):
                     ctx.metrics.auto_decisions.labels(f"{move.rule}_capped").inc()
-                    move = Move("defer", "pending", reason="daily cap reached", rule=move.rule)
+                    move = capped(move)
                 elif move.rule is not None and move.action != "extend":
                     ctx.metrics.auto_decisions.labels(move.rule).inc()
                 actor = f"rule:{move.rule}" if move.rule else "hub"
-                applied.append(decisions.applied(row, move, state, ctx.now, actor))
+                taken.append(decisions.Taken(row, move, actor))
                 state = move.to_state
             final[key] = state
-        await signal_store.apply_moves(conn, applied, ctx.now)
+        await decisions.write(conn, taken, ctx.now)
     return final
 
 

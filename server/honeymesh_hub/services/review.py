@@ -5,8 +5,9 @@ token only its tenant's tenant-scope ones; every query filters by the reviewer's
 `scope_key`, so anything else is exactly a missing candidate (404 `not_found`, or
 `refused` with `not_found` in a batch of decisions).
 
-A reviewer's decisions, as data (`REVIEW_MOVES`); anything else on a candidate is
-refused with `conflict`, and the decision that already holds is `unchanged`:
+A reviewer's decisions are rows of the lifecycle table (lifecycle.REVIEW_MOVES);
+anything else on a candidate is refused with `conflict`, and the decision that already
+holds is `unchanged`:
 
     approve   pending | rejected | expired | retracted -> approved (origin review)
     reject    pending                                   -> rejected (reviewer lock)
@@ -22,7 +23,7 @@ runs, another token's claim is 409 and its decisions are `refused` with `conflic
 A decision that changes a candidate ends the lease on it.
 
 Every state change, first approval and claim is audited in the transaction that makes
-it; state changes go through `decisions.applied` and `store.signals.apply_moves`, with
+it; state changes are lifecycle moves written by `decisions.write`, with
 their decision rows and feed events. A batch costs a fixed number of statements at 1
 or 500 decisions: one to lock every named candidate, at most one to read first
 approvals, one to apply the moves, one to end leases.
@@ -49,14 +50,13 @@ from ..auth import TokenCaller
 from ..clock import rfc3339
 from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound
-from ..policy import Move
+from ..lifecycle import REVIEW_MOVES, REVIEW_TRIGGERS, Move, Trigger
+from ..lifecycle import move as lifecycle_move
 from ..ratelimit import Limit, RateLimiter, per_day
 from ..store import allowlist as allowlist_store
 from ..store import audit
 from ..store import review as review_store
-from ..store import signals as signal_store
 from ..store.review import FIRST_APPROVAL, QueueQuery
-from ..store.signals import AppliedMove
 from . import decisions
 
 log = logging.getLogger("honeymesh.review")
@@ -68,15 +68,6 @@ BROAD_APPROVALS = 2
 SIGNALS_SHOWN = 500
 _RETRIES = 3
 
-# (action, state before) -> state after. Everything else is refused with `conflict`.
-REVIEW_MOVES: dict[tuple[str, str], str] = {
-    ("approve", "pending"): "approved",
-    ("approve", "rejected"): "approved",
-    ("approve", "expired"): "approved",
-    ("approve", "retracted"): "approved",
-    ("reject", "pending"): "rejected",
-    ("retract", "approved"): "retracted",
-}
 # The state each action leaves: deciding it again is `unchanged`.
 SETTLED: dict[str, str] = {"approve": "approved", "reject": "rejected", "retract": "retracted"}
 
@@ -363,27 +354,20 @@ def _standing(row: Any, now: datetime, approvers: Sequence[str], allowlisted: bo
     )
 
 
-def _applied_move(
-    row: Any, verdict: Verdict, item: DecisionRequest, from_state: str, now: datetime, actor: str
-) -> AppliedMove:
-    if verdict.move == "approve":
-        ttl = item.ttl_seconds if item.ttl_seconds is not None else row["max_ttl_seconds"]
-        expires_at = now + timedelta(seconds=ttl)
-        move = Move(
-            "approve", "approved", origin="review", expires_at=expires_at, reason=item.reason
-        )
-        # A reviewer's own ttl_seconds also caps later extensions by new signals.
-        cap = expires_at if item.ttl_seconds is not None else None
-        return dataclasses.replace(
-            decisions.applied(row, move, from_state, now, actor), expiry_cap=cap
-        )
-    if verdict.move in ("reject", "retract"):
-        assert verdict.state is not None
-        move = Move(verdict.move, verdict.state, reason=item.reason)
-        # Automation never approves a candidate a reviewer rejected or retracted.
-        return dataclasses.replace(decisions.applied(row, move, from_state, now, actor), lock=True)
-    move = Move(FIRST_APPROVAL, from_state, reason=item.reason)
-    return decisions.applied(row, move, from_state, now, actor)
+def _move(row: Any, verdict: Verdict, item: DecisionRequest, now: datetime) -> Move:
+    """The lifecycle move a reviewer's applied decision takes."""
+    if verdict.move == FIRST_APPROVAL:
+        return lifecycle_move(Trigger.FIRST_APPROVAL, row["state"], reason=item.reason)
+    trigger = REVIEW_TRIGGERS[item.action]
+    if trigger is not Trigger.APPROVE:
+        return lifecycle_move(trigger, row["state"], reason=item.reason)
+    ttl = item.ttl_seconds if item.ttl_seconds is not None else row["max_ttl_seconds"]
+    expires_at = now + timedelta(seconds=ttl)
+    # A reviewer's own ttl_seconds also caps later extensions by new signals.
+    cap = expires_at if item.ttl_seconds is not None else None
+    return lifecycle_move(
+        trigger, row["state"], expires_at=expires_at, expiry_cap=cap, reason=item.reason
+    )
 
 
 def _result(candidate_id: uuid.UUID, verdict: Verdict) -> dict[str, Any]:
@@ -412,7 +396,7 @@ async def _decide_locked(
         for cid, row in rows.items()
     }
     changed: set[uuid.UUID] = set()
-    moves: list[AppliedMove] = []
+    taken: list[decisions.Taken] = []
     results: list[dict[str, Any]] = []
     for item in items:
         cid = item.candidate_id
@@ -428,7 +412,7 @@ async def _decide_locked(
                 "conflict", "This request already changed this candidate; send it again."
             )
         if verdict.status == "applied":
-            moves.append(_applied_move(row, verdict, item, now_standing.state, now, reviewer.actor))
+            taken.append(decisions.Taken(row, _move(row, verdict, item, now), reviewer.actor))
             changed.add(cid)
             assert verdict.state is not None
             approvers = now_standing.approvers
@@ -438,7 +422,7 @@ async def _decide_locked(
                 now_standing, state=verdict.state, approvers=approvers
             )
         results.append(_result(cid, verdict))
-    await signal_store.apply_moves(conn, moves, now)
+    await decisions.write(conn, taken, now)
     if changed:
         await review_store.release_leases(conn, sorted(changed))
     return results

@@ -42,14 +42,21 @@ async def rule_approved_reported_by(conn: Any, node_id: UUID) -> list[Any]:
     return rows
 
 
-async def trusted_support(conn: Any, indicator_value: str, scope_key: str, bar: int) -> bool:
-    """Whether a trusted, unrevoked node still has a signal at the trusted bar."""
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM signals s JOIN nodes n ON n.id = s.node_id"
-        " WHERE s.indicator_value = $1 AND s.scope_key = $2 AND s.confidence >= $3"
-        " AND n.trusted AND n.revoked_at IS NULL)",
-        indicator_value,
-        scope_key,
+async def trusted_support_of(
+    conn: Any, keys: list[tuple[str, str]], bar: int
+) -> set[tuple[str, str]]:
+    """Which of these candidates a trusted, unrevoked node still backs with a signal at
+    the trusted bar; one read for all of them."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "SELECT DISTINCT s.indicator_value, s.scope_key FROM signals s"
+        " JOIN nodes n ON n.id = s.node_id"
+        " WHERE (s.indicator_value, s.scope_key) IN"
+        "       (SELECT * FROM unnest($1::text[], $2::text[]))"
+        " AND s.confidence >= $3 AND n.trusted AND n.revoked_at IS NULL",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
         bar,
     )
-    return found
+    return {(r["indicator_value"], r["scope_key"]) for r in rows}

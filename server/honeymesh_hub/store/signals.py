@@ -7,7 +7,7 @@ candidates, at most one to read corroboration, one to apply the moves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network
@@ -245,82 +245,89 @@ async def tenant_limits(conn: Any, tenant_ids: Sequence[UUID]) -> list[Any]:
 
 @dataclass(frozen=True, slots=True)
 class AppliedMove:
-    """A state change to write, with its decision, audit and feed rows."""
+    """One move's decision, audit and feed rows (lifecycle.Move, as the logs keep it)."""
 
     candidate_id: UUID
     action: str
     from_state: str
     to_state: str
     origin: str | None
-    expires_at: datetime | None
     reason: str | None
     actor: str
     rule: str | None
+    logged: bool  # a decision row and an audit entry
     feed_kind: str | None  # added | removed | None
     feed_reason: str | None
     scope_key: str
     entry: dict[str, Any] | None
     target: str
-    # A reviewer's reject or retract: automation never approves it again.
-    lock: bool = False
-    # A reviewer's ttl_seconds on approve: later extensions never pass it.
-    expiry_cap: datetime | None = None
 
+
+# The candidate columns a change may write (lifecycle.fold names them); any other is kept.
+CHANGE_COLUMNS = (
+    "origin",
+    "expires_at",
+    "expiry_cap",
+    "approved_at",
+    "decided_at",
+    "reason",
+    "reviewer_locked",
+)
 
 # Apply moves in one statement: candidate rows, decisions, audit entries and feed
-# events together. Moves on one candidate arrive in order and are folded to their
-# final state by the service before this runs.
+# events together. Each candidate's final state and the columns its moves write come
+# folded (lifecycle.fold): the statement writes those values, and keeps the rest.
 _APPLY_SQL = """
 WITH m AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::int[],
-                         $17::bool[], $18::timestamptz[])
-        AS t(candidate_id, action, from_state, to_state, origin, expires_at, reason, actor,
-             rule, feed_kind, feed_reason, scope_key, entry, target, ord, lock, cap)
+                         $6::text[], $7::text[], $8::text[], $9::bool[], $10::text[],
+                         $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::int[])
+        AS t(candidate_id, action, from_state, to_state, origin, reason, actor, rule, logged,
+             feed_kind, feed_reason, scope_key, entry, target, ord)
 ),
-last AS (
-    SELECT DISTINCT ON (candidate_id) * FROM m ORDER BY candidate_id, ord DESC
+ch AS (
+    SELECT * FROM unnest($16::uuid[], $17::text[], $18::text[], $19::bool[],
+                         $20::timestamptz[], $21::bool[], $22::timestamptz[], $23::bool[],
+                         $24::timestamptz[], $25::bool[], $26::timestamptz[], $27::bool[],
+                         $28::text[], $29::bool[], $30::bool[], $31::bool[])
+        AS t(candidate_id, state, origin, set_origin, expires_at, set_expires_at,
+             expiry_cap, set_expiry_cap, approved_at, set_approved_at, decided_at,
+             set_decided_at, reason, set_reason, reviewer_locked, set_reviewer_locked)
 ),
 upd AS (
     UPDATE candidates c SET
-        state = last.to_state,
-        origin = CASE WHEN last.to_state = 'approved' THEN coalesce(last.origin, c.origin)
-                      WHEN last.to_state = 'pending' THEN NULL ELSE c.origin END,
-        expires_at = CASE WHEN last.to_state = 'approved' THEN last.expires_at
-                          WHEN last.to_state = 'pending' THEN NULL ELSE c.expires_at END,
-        expiry_cap = CASE WHEN last.action = 'approve' THEN last.cap
-                          WHEN last.to_state = 'pending' THEN NULL ELSE c.expiry_cap END,
-        reviewer_locked = c.reviewer_locked OR last.lock,
-        approved_at = CASE WHEN last.action = 'approve' THEN $16
-                           WHEN last.to_state = 'pending' THEN NULL ELSE c.approved_at END,
-        decided_at = CASE WHEN last.action IN ('approve', 'reject') THEN $16
-                          ELSE c.decided_at END,
-        reason = CASE WHEN last.action IN ('approve', 'reject', 'retract') THEN last.reason
-                      ELSE c.reason END,
-        updated_at = $16
-    FROM last WHERE c.id = last.candidate_id
+        state = ch.state,
+        origin = CASE WHEN ch.set_origin THEN ch.origin ELSE c.origin END,
+        expires_at = CASE WHEN ch.set_expires_at THEN ch.expires_at ELSE c.expires_at END,
+        expiry_cap = CASE WHEN ch.set_expiry_cap THEN ch.expiry_cap ELSE c.expiry_cap END,
+        approved_at = CASE WHEN ch.set_approved_at THEN ch.approved_at ELSE c.approved_at END,
+        decided_at = CASE WHEN ch.set_decided_at THEN ch.decided_at ELSE c.decided_at END,
+        reason = CASE WHEN ch.set_reason THEN ch.reason ELSE c.reason END,
+        reviewer_locked = CASE WHEN ch.set_reviewer_locked THEN ch.reviewer_locked
+                               ELSE c.reviewer_locked END,
+        updated_at = $32
+    FROM ch WHERE c.id = ch.candidate_id
     RETURNING c.id
 ),
 dec AS (
     INSERT INTO decisions (id, candidate_id, action, from_state, to_state, origin, actor,
                            reason, time)
     SELECT gen_random_uuid(), candidate_id, action, from_state, to_state, origin, actor,
-           coalesce(reason, rule), $16
-    FROM m WHERE action <> 'extend'
+           coalesce(reason, rule), $32
+    FROM m WHERE logged
     RETURNING 1
 ),
 aud AS (
     INSERT INTO audit_log (time, actor, action, target, reason, details)
-    SELECT $16, actor, 'candidate.' || action, target, coalesce(reason, rule),
+    SELECT $32, actor, 'candidate.' || action, target, coalesce(reason, rule),
            jsonb_build_object('rule', rule, 'from', from_state, 'to', to_state,
                               'origin', origin)
-    FROM m WHERE action <> 'extend' ORDER BY ord
+    FROM m WHERE logged ORDER BY ord
     RETURNING 1
 ),
 feed AS (
     INSERT INTO feed_log (candidate_id, kind, reason, scope_key, entry, time)
-    SELECT candidate_id, feed_kind, feed_reason, scope_key, entry, $16
+    SELECT candidate_id, feed_kind, feed_reason, scope_key, entry, $32
     FROM m WHERE feed_kind IS NOT NULL ORDER BY ord
     RETURNING 1
 ),
@@ -338,9 +345,24 @@ SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM feed) AS eve
 """
 
 
-async def apply_moves(conn: Any, moves: Sequence[AppliedMove], now: datetime) -> None:
+@dataclass(frozen=True, slots=True)
+class CandidateChange:
+    """A candidate's final state and the columns to write (the rest are kept)."""
+
+    candidate_id: UUID
+    state: str
+    columns: Mapping[str, Any]
+
+
+async def apply_moves(
+    conn: Any, moves: Sequence[AppliedMove], changes: Sequence[CandidateChange], now: datetime
+) -> None:
     if not moves:
         return
+    column_args: list[list[Any]] = []
+    for name in CHANGE_COLUMNS:
+        column_args.append([c.columns.get(name) for c in changes])
+        column_args.append([name in c.columns for c in changes])
     await conn.execute(
         _APPLY_SQL,
         [m.candidate_id for m in moves],
@@ -348,19 +370,20 @@ async def apply_moves(conn: Any, moves: Sequence[AppliedMove], now: datetime) ->
         [m.from_state for m in moves],
         [m.to_state for m in moves],
         [m.origin for m in moves],
-        [m.expires_at for m in moves],
         [m.reason for m in moves],
         [m.actor for m in moves],
         [m.rule for m in moves],
+        [m.logged for m in moves],
         [m.feed_kind for m in moves],
         [m.feed_reason for m in moves],
         [m.scope_key for m in moves],
         [m.entry for m in moves],
         [m.target for m in moves],
         list(range(len(moves))),
+        [c.candidate_id for c in changes],
+        [c.state for c in changes],
+        *column_args,
         now,
-        [m.lock for m in moves],
-        [m.expiry_cap for m in moves],
     )
 
 

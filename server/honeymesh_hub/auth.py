@@ -8,30 +8,26 @@ PostgreSQL while Redis is unreachable.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import ipaddress
-import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from aiohttp import web
 
 from honeymesh_client.protocol import signing
 from honeymesh_client.protocol.errors import ProtocolError
-from honeymesh_client.protocol.keys import is_keyid, keyid_of
+from honeymesh_client.protocol.keys import keyid_of
 
 from . import state
+from .callers import NodeCaller, TokenCaller
 from .clock import to_datetime
 from .config import Config
-from .entitlements import NodeIdentity, check_node
+from .entitlements import check_node
 from .errors import Forbidden, RateLimited, Unauthorized
 from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
-from .store import identity as identity_store
 from .store import nonces as nonce_store
 from .store import tokens as token_store
 from .tokens import hash_token, well_formed_bearer
@@ -40,121 +36,6 @@ NONCE_TTL_SECONDS = 600
 FAILED_AUTH_PER_MINUTE = 30
 # RFC 9110 section 11.6.1: a 401 carries the challenge of the scheme it wants (RFC 6750).
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="honeymesh"'}
-
-
-@dataclass(frozen=True, slots=True)
-class NodeCaller:
-    identity: NodeIdentity
-
-    @property
-    def node_id(self) -> UUID:
-        return self.identity.node_id
-
-    @property
-    def tenant_id(self) -> UUID:
-        return self.identity.tenant.tenant_id
-
-    @property
-    def keyid(self) -> str:
-        return self.identity.keyid
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCaller:
-    token_id: UUID
-    role: str
-    scope: str | None  # "mesh", "tenant" or None for admin
-    scope_tenant_id: UUID | None
-    name: str
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role}:{self.name}"
-
-
-Caller = NodeCaller | TokenCaller
-
-
-class KeyDirectory:
-    """keyid -> NodeIdentity, cached per process for at most `ttl` seconds.
-
-    The cache is what makes a revoke or a PATCH reach every replica "within 5 s"
-    (PROTOCOL.md section 4) without a database round trip on every request. It is an
-    LRU of at most `size` entries: misses are cached too (a flood of random keyids
-    costs one lookup each, then evicts only the least recently used), and callers
-    hand it only well-formed keyids, so no entry is larger than 64 characters.
-    """
-
-    def __init__(self, pool: object, ttl: float, size: int = 50_000) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._size = size
-        self._entries: OrderedDict[str, tuple[float, NodeIdentity | None]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, keyid: object) -> bool:
-        return keyid in self._entries
-
-    async def get(self, keyid: str) -> NodeIdentity | None:
-        if not is_keyid(keyid):
-            return None
-        now = time.monotonic()
-        hit = self._entries.get(keyid)
-        if hit is not None and now - hit[0] < self._ttl:
-            self._entries.move_to_end(keyid)
-            return hit[1]
-        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
-            found = await identity_store.identity_by_keyid(conn, keyid)
-        self._entries[keyid] = (now, found)
-        self._entries.move_to_end(keyid)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return found
-
-    def forget(self, keyid: str) -> None:
-        self._entries.pop(keyid, None)
-
-    def forget_node(self, node_id: UUID) -> None:
-        """Drop a node's keys here at once; other replicas follow within the TTL."""
-        for keyid, (_, found) in list(self._entries.items()):
-            if found is not None and found.node_id == node_id:
-                del self._entries[keyid]
-
-
-class FailedAuthGuard:
-    """Sources this process saw past the failed-auth limit, and the few credential
-    lookups they may run at once: a flood of bogus credentials from them queues here
-    instead of taking the database pool. Their valid credentials still pass, in turn.
-    """
-
-    def __init__(self, lookups: int = 4, remember: float = 60.0, size: int = 10_000) -> None:
-        self._lookups = asyncio.Semaphore(lookups)
-        self._remember = remember
-        self._size = size
-        self._flooding: dict[str, float] = {}
-
-    def mark(self, source: str) -> None:
-        if len(self._flooding) >= self._size:
-            self._flooding.clear()
-        self._flooding[source] = time.monotonic() + self._remember
-
-    def flooding(self, source: str) -> bool:
-        until = self._flooding.get(source)
-        if until is not None and until <= time.monotonic():
-            del self._flooding[source]
-            return False
-        return until is not None
-
-    @contextlib.asynccontextmanager
-    async def lookup(self, request: web.Request) -> AsyncIterator[None]:
-        """Around a credential lookup: bounded when the request's source is flooding."""
-        if not self.flooding(source_address(request, request.app[state.CONFIG])):
-            yield
-            return
-        async with self._lookups:
-            yield
 
 
 def split_target(request: web.Request) -> tuple[str, str]:
@@ -166,6 +47,12 @@ def split_target(request: web.Request) -> tuple[str, str]:
 def now_of(request: web.Request) -> float:
     now: float = request.app[state.CLOCK]()
     return now
+
+
+def _guarded_lookup(request: web.Request) -> AbstractAsyncContextManager[None]:
+    """Around a credential lookup: bounded when the request's source is flooding."""
+    source = source_address(request, request.app[state.CONFIG])
+    return request.app[state.AUTH_GUARD].lookup(source)
 
 
 async def _check_signature(
@@ -269,7 +156,7 @@ async def verify_node(request: web.Request, body: bytes, feature: str | None) ->
     Redis round trip once the route knows what the request costs.
     """
     sig, now = await _check_signature(request, body)  # a malformed keyid ends here
-    async with request.app[state.AUTH_GUARD].lookup(request):
+    async with _guarded_lookup(request):
         identity = await request.app[state.DIRECTORY].get(sig.keyid)
     now_dt = to_datetime(now)
     if identity is None or not identity.key_usable(now_dt):
@@ -351,7 +238,7 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     if not well_formed_bearer(token):
         raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
     pool = request.app[state.POOL]
-    async with request.app[state.AUTH_GUARD].lookup(request), pool.acquire() as conn:
+    async with _guarded_lookup(request), pool.acquire() as conn:
         row = await token_store.by_hash(conn, hash_token(token))
     now = to_datetime(now_of(request))
     if (

@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from honeymesh_hub import state
-from honeymesh_hub.auth import VerifiedRequest, admit
+from honeymesh_hub.admission import VerifiedRequest, admit
 from honeymesh_hub.errors import RateLimited
 from honeymesh_hub.metrics import Metrics
 from honeymesh_hub.ratelimit import Admission, Limit, _window, per_minute

@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from . import routes, state
-from .auth import FailedAuthGuard, KeyDirectory
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
+from .keydirectory import FailedAuthGuard, KeyDirectory
 from .metrics import Metrics
 from .middleware import hub_middleware
 from .notify import FeedNotifier

@@ -2,7 +2,7 @@
 
 A tenant's limits are its plan's defaults overridden key by key. `check_node` is the
 gate every node request passes after its signature holds, on an identity at most a
-few seconds stale (auth.py caches it).
+few seconds stale (keydirectory.py caches it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The one place where failures become RFC 9457 problem+json (PROTOCOL.md section 3).
 
 Also: the request id (echoed as X-Request-Id and carried in every log line), the
-1 MiB body cap, per-route metrics, and the failed-authentication limit of section 9.
+1 MiB body cap, and per-route metrics. Whether a failure is answered with the
+failed-authentication limit of section 9 instead is admission.py's to say.
 A HubError maps to its own status and code; a database that cannot be reached is a
 503 with Retry-After; anything else is a logged 500 whose body says nothing inside.
 """
@@ -19,7 +20,7 @@ import asyncpg
 from aiohttp import web
 
 from . import state
-from .auth import charge_failed_auth
+from .admission import failed_auth_answer
 from .bodies import MAX_BODY
 from .errors import (
     HubError,
@@ -86,13 +87,6 @@ def _from_http(exc: web.HTTPException) -> HubError:
     return HubError(exc.reason, code="http_error").with_status(exc.status)
 
 
-def _counts_as_failed_auth(request: web.Request, error: HubError) -> bool:
-    if error.status == 401:
-        return True
-    route = request.match_info.route
-    return error.status == 403 and error.code == "forbidden" and route.name == "enroll"
-
-
 @web.middleware
 async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
@@ -106,10 +100,7 @@ async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             raise PayloadTooLarge("A request body is at most 1 MiB.")
         response = await handler(request)
     except HubError as exc:
-        error = exc
-        if _counts_as_failed_auth(request, exc):
-            error = await charge_failed_auth(request) or exc
-        response = problem(error, request_id)
+        response = problem(await failed_auth_answer(request, exc), request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

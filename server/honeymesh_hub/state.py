@@ -11,7 +11,8 @@ from .config import Config
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .auth import Caller, FailedAuthGuard, KeyDirectory
+    from .callers import Caller
+    from .keydirectory import FailedAuthGuard, KeyDirectory
     from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
-from honeymesh_hub.auth import KeyDirectory
+from honeymesh_hub.keydirectory import KeyDirectory
 
 
 class _Pool:

@@ -16,7 +16,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from honeymesh_hub import state
-from honeymesh_hub.auth import VerifiedRequest, admit
+from honeymesh_hub.admission import VerifiedRequest, admit
 from honeymesh_hub.errors import RateLimited
 from honeymesh_hub.metrics import Metrics
 from honeymesh_hub.ratelimit import Admission, Limit, _window, per_minute
@@ -44,24 +44,23 @@ def test_reported_window_agrees_with_the_script(
     assert refused == _lua_refuses(amount, 60, cost, pc, pt, cc)
 
 
-class _Pool:
-    """Every nonce is fresh."""
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        yield SimpleNamespace(fetchrow=_fresh)
-
-
-async def _fresh(*_: Any) -> dict[str, int]:
-    return {"?column?": 1}
-
-
 class _Limiter:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
 
     async def admit(self, *_: Any) -> Admission:
         return self.admission
+
+
+class _FreshNoncePool:
+    """A pool whose one connection finds every nonce fresh (store/nonces.remember)."""
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async def fetchrow(*_: Any) -> dict[str, int]:
+            return {"?column?": 1}
+
+        yield SimpleNamespace(fetchrow=fetchrow)
 
 
 async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
@@ -71,7 +70,8 @@ async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
     looks_open = SimpleNamespace(limit=limit, remaining=5, reset=3)
     app = web.Application()
     app[state.LIMITER] = _Limiter(Admission(True, False, (looks_open,)))  # type: ignore[arg-type]
-    app[state.POOL] = _Pool()
+    app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]
+    app[state.POOL] = _FreshNoncePool()
     app[state.METRICS] = Metrics()
     request = make_mocked_request("GET", "/v1/feed", app=app)
     verified = VerifiedRequest(SimpleNamespace(keyid="a" * 64), "n" * 16, 0.0)  # type: ignore[arg-type]

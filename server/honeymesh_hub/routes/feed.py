@@ -7,7 +7,8 @@ import uuid
 from aiohttp import web
 
 from .. import state
-from ..auth import admit, authenticate_node, verify_node
+from ..admission import admit
+from ..auth import authenticate_node, verify_node
 from ..bodies import read_body
 from ..errors import NotFound, RateLimited
 from ..ratelimit import Limit, per_minute, quota_of

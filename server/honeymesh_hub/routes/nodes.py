@@ -9,13 +9,10 @@ from aiohttp import web
 from honeymesh_client.protocol.keys import b64decode_any, decode_public_key, verify_ed25519
 
 from .. import state, views
-from ..auth import (
-    authenticate_new_key,
-    authenticate_node,
-    refuse_enrollment_past_failed_auth,
-    source_address,
-)
+from ..admission import refuse_enrollment_past_failed_auth
+from ..auth import authenticate_new_key, authenticate_node
 from ..bodies import check, parse_json, read_body
+from ..clientaddress import source_address
 from ..errors import HubError, NotFound, ValidationFailed
 from ..ratelimit import Limit, per_minute
 from ..services import enrollment

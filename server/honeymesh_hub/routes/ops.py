@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from .. import __version__, state
-from ..auth import client_address
+from ..clientaddress import client_address
 from ..errors import NotFound, ServiceUnavailable
 from .common import json_response
 

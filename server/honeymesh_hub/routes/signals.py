@@ -7,7 +7,8 @@ import time
 from aiohttp import web
 
 from .. import state
-from ..auth import admit, verify_node
+from ..admission import admit
+from ..auth import verify_node
 from ..bodies import parse_json, read_body
 from ..errors import ValidationFailed
 from ..ratelimit import Limit, per_minute, quota_of

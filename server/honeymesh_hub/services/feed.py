@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from .. import views
-from ..auth import NodeCaller
+from ..callers import NodeCaller
 from ..clock import rfc3339
 from ..cursor import CursorError, Position, decode, encode
 from ..errors import BadRequest, CursorExpired

@@ -28,9 +28,10 @@ from honeymesh_client.protocol.errors import ProtocolError
 from honeymesh_client.protocol.keys import is_keyid
 
 from ..addresses import is_broad
-from ..auth import KeyDirectory, NodeCaller
+from ..callers import NodeCaller
 from ..config import PolicyConfig
 from ..entitlements import effective_limits
+from ..keydirectory import KeyDirectory
 from ..lifecycle import (
     CandidateFacts,
     Corroboration,

@@ -46,7 +46,7 @@ import asyncpg
 
 from .. import views
 from ..addresses import is_broad
-from ..auth import TokenCaller
+from ..callers import TokenCaller
 from ..clock import rfc3339
 from ..entitlements import effective_limits
 from ..errors import Conflict, NotFound

@@ -1,0 +1,164 @@
+"""Whether a request that proved who it is may go on: its nonce, its limits, and the
+failed-authentication limit of its source address (PROTOCOL.md sections 2 and 9).
+
+Nonces are spent in PostgreSQL alone (PROTOCOL.md 2 r2); Redis keeps the limits,
+which fall back to per-process counting while it is unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from . import state
+from .callers import NodeCaller
+from .clientaddress import source_address
+from .clock import to_datetime
+from .errors import HubError, RateLimited, Unauthorized
+from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
+from .store import nonces as nonce_store
+
+NONCE_TTL_SECONDS = 600
+FAILED_AUTH_PER_MINUTE = 30
+
+Charge = tuple[str, Limit, int]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRequest:
+    """A node request whose signature and entitlement hold; its nonce is not spent yet."""
+
+    caller: NodeCaller
+    nonce: str
+    now: float
+
+
+async def spend_nonce(request: web.Request, keyid: str, nonce: str, now: float) -> None:
+    """The nonce alone (enrollment)."""
+    await _admission(request, keyid, nonce, now, ())
+
+
+async def admit(
+    request: web.Request, verified: VerifiedRequest, charges: Sequence[Charge] = ()
+) -> tuple[Window, ...]:
+    """Spend the request's nonce and charge its limits, all or nothing.
+
+    One Redis round trip (ratelimit.RateLimiter.admit); while Redis is unreachable the
+    nonce goes to PostgreSQL and the limits are counted per process. Raises 401
+    `replayed_request` or 429 `rate_limited` (with the refused policy's fields).
+    """
+    admission = await _admission(
+        request, verified.caller.keyid, verified.nonce, verified.now, charges
+    )
+    if not admission.allowed:
+        policy = charges[_refused_index(admission, charges)][0]
+        spent = quota_of(
+            policy, [w for c, w in zip(charges, admission.windows, strict=True) if c[0] == policy]
+        )
+        quota = Quota(policy, spent.quota, spent.window, 0, max(1, spent.reset))
+        request.app[state.METRICS].rate_limited.labels(policy).inc()
+        raise RateLimited(
+            f"Rate limit {policy!r} reached; retry in {quota.reset} s.", headers=quota.headers()
+        )
+    return admission.windows
+
+
+async def _admission(
+    request: web.Request, keyid: str, nonce: str, now: float, charges: Sequence[Charge]
+) -> Admission:
+    """Spend the nonce, then charge the limits (one Redis round trip); 401 on a replay.
+
+    PostgreSQL is the one record of spent nonces (PROTOCOL.md 2 r2). A replay is
+    refused however Redis fares: captured just before Redis failed, replayed to a
+    replica that cannot reach Redis while another can, or replayed after Redis
+    returns, since no replica ever asks Redis about a nonce. Redis keeps the limits,
+    which fall back to per-process counting while it is unreachable.
+    """
+    if not await _spend_nonce_in_db(request, keyid, nonce, now):
+        raise _replayed()
+    if not charges:
+        return Admission(True, True, ())
+    limiter = request.app[state.LIMITER]
+    admission = await limiter.admit(None, 0, charges)
+    if admission is None:
+        admission = await limiter.admit_in_memory(charges)
+    return admission
+
+
+def _replayed() -> Unauthorized:
+    return Unauthorized("This nonce was already used with this key.", code="replayed_request")
+
+
+async def _spend_nonce_in_db(request: web.Request, keyid: str, nonce: str, now: float) -> bool:
+    async with request.app[state.POOL].acquire() as conn:
+        fresh: bool = await nonce_store.remember(
+            conn, keyid, nonce, to_datetime(now), NONCE_TTL_SECONDS
+        )
+    return fresh
+
+
+def _refused_index(admission: Admission, charges: Sequence[Charge]) -> int:
+    """Which charge the limiter refused: its own answer, never re-derived from the
+    windows (rounding could find none there and turn a 429 into a 500)."""
+    if admission.refused is not None:
+        return admission.refused
+    return next((i for i, (_, _, cost) in enumerate(charges) if cost > 0), 0)
+
+
+def _failed_auth_limit(request: web.Request) -> Limit:
+    key = source_address(request, request.app[state.CONFIG])
+    return Limit(per_minute(FAILED_AUTH_PER_MINUTE), key)
+
+
+def _failed_auth_refusal() -> RateLimited:
+    return RateLimited(
+        "Too many failed authentications from this address; retry later.",
+        headers={"Retry-After": "60"},
+    )
+
+
+async def refuse_enrollment_past_failed_auth(request: web.Request) -> None:
+    """Past the failed-authentication limit, an address may not enroll at all.
+
+    An enrollment's signature proves only possession of a new key, so the limit refuses
+    enrollment requests outright, not only the failing ones (PROTOCOL.md section 9):
+    otherwise a 201 among 429s would still tell a token guesser it guessed right.
+    """
+    limit = _failed_auth_limit(request)
+    if not await request.app[state.LIMITER].within("authfail", limit):
+        request.app[state.AUTH_GUARD].mark(limit.key)
+        request.app[state.METRICS].rate_limited.labels("authfail").inc()
+        raise _failed_auth_refusal()
+
+
+async def failed_auth_answer(request: web.Request, error: HubError) -> HubError:
+    """What a request that failed with `error` is answered: `error` itself, or, when it
+    is a failed authentication past the limit of its source address, a 429."""
+    if not _counts_as_failed_auth(request, error):
+        return error
+    return await charge_failed_auth(request) or error
+
+
+def _counts_as_failed_auth(request: web.Request, error: HubError) -> bool:
+    if error.status == 401:
+        return True
+    route = request.match_info.route
+    return error.status == 403 and error.code == "forbidden" and route.name == "enroll"
+
+
+async def charge_failed_auth(request: web.Request) -> RateLimited | None:
+    """Count a failed authentication for the source address; past 30 a minute, a 429.
+
+    Never applied to a request that proved a known identity (PROTOCOL.md section 9).
+    """
+    if request.get(state.IDENTIFIED):
+        return None
+    app = request.app
+    limit = _failed_auth_limit(request)
+    if await app[state.LIMITER].count("authfail", limit):
+        return None
+    app[state.AUTH_GUARD].mark(limit.key)
+    app[state.METRICS].rate_limited.labels("authfail").inc()
+    return _failed_auth_refusal()

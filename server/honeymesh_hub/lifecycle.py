@@ -112,6 +112,9 @@ TABLE: dict[tuple[Trigger, State], Transition] = {
     (Trigger.REVALIDATE, _A): Transition(_RT, Effects("retract", reason=True)),
 }
 
+# A broad range's first approval: a decision row that changes no state.
+FIRST_APPROVAL = Trigger.FIRST_APPROVAL.value
+
 # A reviewer's decisions, by the names the API uses: (action, state) -> state after.
 REVIEW_TRIGGERS = {"approve": Trigger.APPROVE, "reject": Trigger.REJECT, "retract": Trigger.RETRACT}
 REVIEW_MOVES: dict[tuple[str, str], str] = {

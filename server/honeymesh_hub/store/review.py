@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ..lifecycle import FIRST_APPROVAL
+
 # What services/review.py shows and services/decisions.py needs for moves and feed entries.
 _COLUMNS = (
     "c.id AS candidate_id, c.indicator_type, c.indicator_value, c.network, c.scope,"
@@ -22,9 +24,6 @@ _COLUMNS = (
     " c.signal_count, c.max_confidence, c.max_ttl_seconds, c.first_seen, c.last_seen,"
     " c.expires_at, c.approved_at, c.claimed_by, c.claimed_by_name, c.lease_expires_at"
 )
-
-# A broad range's first approval: a decision row that changes no state.
-FIRST_APPROVAL = "first_approval"
 
 
 @dataclass(frozen=True, slots=True)

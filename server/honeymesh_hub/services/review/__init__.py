@@ -1,5 +1,8 @@
 """The reviewer API (PROTOCOL.md section 7): the queue, one candidate, leases, decisions.
 
+The use cases; the rules are in `rules.py`, the queue tokens in `after.py`, the JSON
+views in `views.py`.
+
 Scope: a `mesh` reviewer token sees mesh-scope candidates only, a tenant reviewer
 token only its tenant's tenant-scope ones; every query filters by the reviewer's
 `scope_key`, so anything else is exactly a missing candidate (404 `not_found`, or
@@ -31,223 +34,70 @@ approvals, one to apply the moves, one to end leases.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import logging
-import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from .. import views
-from ..addresses import is_broad
-from ..callers import TokenCaller
-from ..clock import rfc3339
-from ..entitlements import effective_limits
-from ..errors import Conflict, NotFound
-from ..lifecycle import REVIEW_MOVES, REVIEW_TRIGGERS, Move, Trigger
-from ..lifecycle import move as lifecycle_move
-from ..ratelimit import Limit, RateLimiter, per_day
-from ..store import allowlist as allowlist_store
-from ..store import audit
-from ..store import review as review_store
-from ..store.review import FIRST_APPROVAL, QueueQuery
-from . import decisions
+from ...addresses import is_broad
+from ...clock import rfc3339
+from ...entitlements import effective_limits
+from ...errors import Conflict, NotFound
+from ...lifecycle import FIRST_APPROVAL, REVIEW_MOVES, REVIEW_TRIGGERS, Move, Trigger
+from ...lifecycle import move as lifecycle_move
+from ...ratelimit import Limit, RateLimiter, per_day
+from ...store import allowlist as allowlist_store
+from ...store import audit
+from ...store import review as review_store
+from ...store.review import QueueQuery
+from .. import decisions
+from .after import REPORTERS_MAX, decode_after, encode_after
+from .rules import (
+    BROAD_APPROVALS,
+    ORDERS,
+    SETTLED,
+    STATES,
+    Reviewer,
+    Standing,
+    Verdict,
+    _refused,
+    approvals_needed,
+    judge,
+)
+from .views import candidate_view, decision_view, signal_view
+
+__all__ = [
+    "BROAD_APPROVALS",
+    "ORDERS",
+    "REPORTERS_MAX",
+    "REVIEW_MOVES",
+    "SETTLED",
+    "STATES",
+    "DecisionRequest",
+    "QueueQuery",
+    "Reviewer",
+    "Standing",
+    "Verdict",
+    "approvals_needed",
+    "claim",
+    "decide",
+    "decode_after",
+    "encode_after",
+    "judge",
+    "queue",
+    "show",
+    "stats",
+]
 
 log = logging.getLogger("honeymesh.review")
-
-STATES = ("pending", "approved", "rejected", "expired", "retracted")
-ORDERS = ("reporters", "oldest")
-BROAD_APPROVALS = 2
 # The signals a candidate's view carries: the newest, with `signal_count` the total.
 SIGNALS_SHOWN = 500
 _RETRIES = 3
-
-# The state each action leaves: deciding it again is `unchanged`.
-SETTLED: dict[str, str] = {"approve": "approved", "reject": "rejected", "retract": "retracted"}
-
-
-# -- pure: who reviews, what a decision does, cursors ------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reviewer:
-    token_id: uuid.UUID
-    name: str
-    actor: str
-    scope_key: str  # 'mesh' or the tenant id: the candidates this token may see
-
-    @classmethod
-    def of(cls, caller: TokenCaller) -> Reviewer:
-        if caller.scope == "mesh":
-            scope_key = "mesh"
-        elif caller.scope == "tenant" and caller.scope_tenant_id is not None:
-            scope_key = str(caller.scope_tenant_id)
-        else:  # a reviewer token always has a scope; fail closed if one does not
-            raise NotFound("No such candidate.")
-        return cls(caller.token_id, caller.name, caller.actor, scope_key)
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """A candidate as a decision finds it."""
-
-    state: str
-    broad: bool
-    lease_holder: uuid.UUID | None  # the token whose lease runs now, if any
-    lease_holder_name: str | None
-    approvers: tuple[str, ...]  # actors of first approvals since the latest state change
-    allowlisted: bool = False  # overlaps an allowlisted range, read under the lock
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    status: str  # applied | unchanged | refused
-    state: str | None  # the candidate's state after it; None when refused
-    move: str | None = None  # approve | reject | retract | first_approval, when applied
-    code: str | None = None
-    detail: str | None = None
-
-
-def _refused(code: str, detail: str) -> Verdict:
-    return Verdict("refused", None, code=code, detail=detail)
-
-
-def judge(action: str, standing: Standing, reviewer: Reviewer) -> Verdict:
-    """What `reviewer`'s `action` does to a candidate standing so. Pure."""
-    if standing.lease_holder is not None and standing.lease_holder != reviewer.token_id:
-        return _refused(
-            "conflict",
-            f"Reviewer {standing.lease_holder_name} holds this candidate's lease.",
-        )
-    if SETTLED[action] == standing.state:
-        return Verdict("unchanged", standing.state)
-    if action == "approve" and standing.allowlisted:
-        # The allowlist always wins, over reviewers too (PROTOCOL.md 7 r2).
-        return _refused("conflict", "This candidate overlaps an allowlisted range.")
-    target = REVIEW_MOVES.get((action, standing.state))
-    if target is None:
-        return _refused("conflict", f"A {standing.state} candidate cannot take {action}.")
-    if action == "approve" and standing.broad:
-        if reviewer.actor in standing.approvers:
-            return Verdict("unchanged", standing.state)
-        if len(set(standing.approvers)) + 1 < BROAD_APPROVALS:
-            return Verdict("applied", standing.state, move=FIRST_APPROVAL)
-    return Verdict("applied", target, move=action)
-
-
-def approvals_needed(state: str, broad: bool, approvers: Sequence[str]) -> int:
-    if state == "approved":
-        return 0
-    return max(0, (BROAD_APPROVALS if broad else 1) - len(set(approvers)))
-
-
-_CURSOR_TAGS = {"reporters": b"r", "oldest": b"o"}
-_CURSOR_BYTES = 1 + 8 + 16
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-REPORTERS_MAX = 2**31 - 1  # candidates.reporters is a PostgreSQL integer (int4)
-
-
-def encode_after(order: str, key: int | datetime, candidate_id: uuid.UUID) -> str:
-    """The `next` token: the order, the last row's sort key and its id; URL-safe."""
-    number = (key - _EPOCH) // timedelta(microseconds=1) if isinstance(key, datetime) else key
-    raw = _CURSOR_TAGS[order] + struct.pack(">q", number) + candidate_id.bytes
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_after(order: str, token: str) -> tuple[int | datetime, uuid.UUID]:
-    """The inverse of `encode_after` for this order; ValueError (saying why) for anything
-    else, a sort key no candidate can have included, so no query sees it."""
-    if not token.isascii() or len(token) != 34:
-        raise ValueError("not a cursor of this queue")
-    try:
-        raw = base64.urlsafe_b64decode(token + "==")
-    except (binascii.Error, ValueError):
-        raise ValueError("not a cursor of this queue") from None
-    if (
-        len(raw) != _CURSOR_BYTES
-        or raw[:1] != _CURSOR_TAGS[order]
-        or base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token
-    ):
-        raise ValueError("not a cursor of this queue (or of another order)")
-    (number,) = struct.unpack(">q", raw[1:9])
-    candidate_id = uuid.UUID(bytes=raw[9:])
-    if order == "oldest":
-        try:
-            return _EPOCH + timedelta(microseconds=number), candidate_id
-        except OverflowError:
-            raise ValueError("its time is outside years 1 to 9999") from None
-    if not 0 <= number <= REPORTERS_MAX:
-        raise ValueError(f"its reporter count is outside 0..{REPORTERS_MAX}")
-    return number, candidate_id
-
-
-# -- views ---------------------------------------------------------------------------
-
-
-def _reviewer_name(actor: str) -> str:
-    return actor.removeprefix("reviewer:")
-
-
-def candidate_view(
-    row: Any, now: datetime, approvals: Sequence[tuple[str, datetime]]
-) -> dict[str, Any]:
-    lease_runs = row["lease_expires_at"] is not None and row["lease_expires_at"] > now
-    broad = is_broad(row["network"])
-    view = views.candidate_head(row)
-    view.update(
-        state=row["state"],
-        scenarios=list(row["scenarios"]),
-        reporters=row["reporters"],
-        tenants=row["tenants"],
-        signal_count=row["signal_count"],
-        max_confidence=row["max_confidence"],
-        first_seen=rfc3339(row["first_seen"]),
-        last_seen=rfc3339(row["last_seen"]),
-        expires_at=rfc3339(row["expires_at"]),
-        origin=row["origin"],
-        claimed_by=row["claimed_by_name"] if lease_runs else None,
-        lease_expires_at=rfc3339(row["lease_expires_at"]) if lease_runs else None,
-        broad=broad,
-        approvals=[{"reviewer": _reviewer_name(a), "time": rfc3339(t)} for a, t in approvals],
-        approvals_needed=approvals_needed(row["state"], broad, [a for a, _ in approvals]),
-    )
-    return view
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def signal_view(row: Any) -> dict[str, Any]:
-    """A signal as its publisher sent it: the stored payload bytes and signature."""
-    return {
-        "signal_id": str(row["signal_uuid"]),
-        "node_id": str(row["node_id"]),
-        "tenant_id": str(row["tenant_id"]),
-        "received_at": rfc3339(row["received_at"]),
-        "keyid": row["keyid"],
-        "public_key": _b64(bytes(row["public_key"])),
-        "envelope": views.envelope(bytes(row["payload"]), bytes(row["sig"]), row["keyid"]),
-    }
-
-
-def decision_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "action": row["action"],
-        "from_state": row["from_state"],
-        "to_state": row["to_state"],
-        "origin": row["origin"],
-        "actor": row["actor"],
-        "reason": row["reason"],
-        "time": rfc3339(row["time"]),
-    }
 
 
 def _broad_unsettled(rows: Sequence[Any]) -> list[uuid.UUID]:

@@ -378,19 +378,10 @@ async def cmd_publish(args: Any) -> int:
         _note(f"{PROG}: also sent {others} signals that waited in the spool.")
     if report.stopped:
         _note(f"{PROG}: {waiting} signals wait in the spool; `{PROG} flush` sends them.")
-        if not _transient_stop(report.stopped, report.retry_after):
+        if not report.transient:
             fail_line(PROG, report.stopped)
             return 1
     return 1 if failed else 0
-
-
-def _transient_stop(stopped: str, retry_after: float | None) -> bool:
-    """Whether a flush stopped for a reason time cures (hub down, busy, limited)."""
-    return (
-        retry_after is not None
-        or "cannot reach the hub" in stopped
-        or any(f"({s} " in stopped for s in ("429", "502", "503", "504"))
-    )
 
 
 def _age(seconds: float) -> str:

@@ -29,9 +29,9 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .. import export
-from ..errors import ClientError, HubError, HubUnreachable, RateLimited
+from ..errors import ClientError, HubError, HubUnreachable
 from ..feedstate import FeedState, atomic_write, sync
-from ..hub import HubClient
+from ..hub import HubClient, RetryPolicy
 from ..protocol import ijson
 from ..protocol.dsse import build_envelope
 from ..protocol.errors import ProtocolError
@@ -47,7 +47,7 @@ SPOOL_FILE = "spool.sqlite"
 FEED_FILE = "feed.json"
 HUB_ADDRESSES_FILE = "hub-addresses.json"  # the hub's last resolved addresses
 WATCH_WAIT = 55  # seconds a long-poll waits (the hub allows up to 60)
-WATCH_MAX_BACKOFF = 30.0
+WATCH_BACKOFF = RetryPolicy(base_delay=0.5, max_delay=30.0)  # between failed long-polls
 
 EPILOG = """\
 examples:
@@ -633,11 +633,11 @@ async def cmd_watch(args: Any) -> int:
                 break
             try:
                 result = syncing.result()
-            except (HubUnreachable, RateLimited) as exc:
+            except HubUnreachable as exc:
                 failures += 1
-                await _backoff(stop, failures, exc, getattr(exc, "retry_after", None))
+                await _backoff(stop, failures, exc, None)
                 continue
-            except HubError as exc:
+            except HubError as exc:  # RateLimited included: always transient
                 if not exc.transient:
                     raise
                 failures += 1
@@ -659,7 +659,8 @@ async def cmd_watch(args: Any) -> int:
 
 
 async def _backoff(stop: asyncio.Event, failures: int, exc: Exception, hint: float | None) -> None:
-    delay = min(WATCH_MAX_BACKOFF, 0.5 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2)
+    # Equal jitter: at least half the ceiling, so a hub that is down is not hammered.
+    delay = WATCH_BACKOFF.backoff(min(failures, 8) + 1, lambda: 0.5 + random.random() / 2)
     if hint is not None:
         delay = max(delay, min(hint, 300.0))
     _note(f"{PROG}: {exc}; trying again in {delay:.0f} s.")

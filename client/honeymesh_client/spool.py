@@ -188,6 +188,7 @@ class FlushReport:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopped: str | None = None  # a sentence: why signals still wait
     retry_after: float | None = None
+    transient: bool = False  # whether the stop is one time cures (hub down, busy, limited)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results.values() if r.get("status") == status)
@@ -222,6 +223,7 @@ async def flush(
         except HubUnreachable as exc:
             spool.note_attempt(ids, "hub unreachable")
             report.stopped = str(exc)
+            report.transient = True
             return report
         except HubError as exc:
             if exc.status == 422 and exc.code == "validation_failed" and size > 1:
@@ -231,6 +233,7 @@ async def flush(
             spool.note_attempt(ids, reason)
             report.stopped = str(exc)
             report.retry_after = exc.retry_after
+            report.transient = exc.transient
             return report
         results = reply.body.get("results") if isinstance(reply.body, dict) else None
         if not isinstance(results, list) or len(results) != len(pending):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from honeymesh_client.cli.node import _protected_addresses
+from honeymesh_client.cli.node.addresses import protected_addresses as _protected_addresses
 from honeymesh_client.indicators import canonical
 from honeymesh_client.protocol.dsse import build_envelope
 from honeymesh_client.protocol.keys import NodeKey

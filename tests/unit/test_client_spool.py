@@ -175,6 +175,28 @@ async def test_whole_request_failures_lose_nothing(spool: Spool, failure: Except
     assert spool.depth() == (0, 0) and len(hub.stored) == 5
 
 
+@pytest.mark.parametrize(
+    ("failure", "transient"),
+    [
+        (HubUnreachable("cannot reach the hub at http://x (connection refused)"), True),
+        (HubError(503, "service_unavailable", "database down"), True),
+        (RateLimited(429, "rate_limited", "slow down", retry_after=60), True),
+        (HubError(403, "forbidden", "the node is disabled (429 mentioned in passing)"), False),
+        (HubError(500, "internal", "boom"), False),
+    ],
+    ids=["down", "503", "429", "403", "500"],
+)
+async def test_a_stop_is_transient_by_the_error_not_its_wording(
+    spool: Spool, failure: Exception, transient: bool
+) -> None:
+    """publish exits 0 (spooled) only for what time cures; the report says which."""
+    hub = FakeHub()
+    hub.fail = failure
+    spool.add(items(2))
+    report = await flush(spool, client(hub))
+    assert report.stopped and report.transient is transient
+
+
 async def test_a_lost_answer_is_resent_and_answered_duplicate(spool: Spool) -> None:
     hub = FakeHub()
     spool.add(items(6))

@@ -72,9 +72,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     """The feed's listener, its cursor key, and the log's compaction."""
     config = app[state.CONFIG]
     async with app[state.POOL].acquire() as conn:
-        app[state.CURSOR_KEY] = bytes(
-            await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'cursor_mac'")
-        )
+        app[state.CURSOR_KEY] = await feed_store.cursor_key(conn)
     notifier = FeedNotifier(config.database_url)
     notifier.start()
     app[state.NOTIFIER] = notifier

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from .. import __version__, state
 from ..clientaddress import client_address
 from ..errors import NotFound, ServiceUnavailable
+from ..services import ops
 from .common import json_response
 
 routes = web.RouteTableDef()
@@ -27,16 +26,12 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     redis_state = await request.app[state.REDIS].ping()
-    try:
-        async with asyncio.timeout(2):
-            async with request.app[state.POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
-    except Exception:  # any failure to answer means not ready
+    if not await ops.database_ready(request.app[state.POOL]):
         raise ServiceUnavailable(
             "The hub cannot reach its database.",
             headers={"Retry-After": "5"},
             extra={"database": "unreachable", "redis": redis_state},
-        ) from None
+        )
     return json_response({"database": "ok", "redis": redis_state})
 
 
@@ -50,9 +45,7 @@ async def metrics(request: web.Request) -> web.Response:
     ):
         raise NotFound("No such resource.")
     metrics_ = request.app[state.METRICS]
-    async with request.app[state.POOL].acquire() as conn:
-        depth = await conn.fetch("SELECT state, count(*) AS n FROM candidates GROUP BY state")
-    for row in depth:
-        metrics_.candidates.labels(row["state"]).set(row["n"])
+    for name, count in (await ops.queue_depth(request.app[state.POOL])).items():
+        metrics_.candidates.labels(name).set(count)
     body = metrics_.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

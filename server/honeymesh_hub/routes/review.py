@@ -18,7 +18,6 @@ from ..auth import authenticate_token
 from ..bodies import check, json_body, parse_json, read_body
 from ..errors import ValidationFailed
 from ..services import review
-from ..store.review import QueueQuery
 from .common import json_response, now, page_limit, path_uuid, query_int
 
 routes = web.RouteTableDef()
@@ -58,7 +57,7 @@ def _choice(request: web.Request, name: str, choices: tuple[str, ...], default: 
     return value
 
 
-def _queue_query(request: web.Request, scope_key: str) -> QueueQuery:
+def _queue_query(request: web.Request, scope_key: str) -> review.QueueQuery:
     _check_params(request)
     order = _choice(request, "order", review.ORDERS, "reporters")
     after = None
@@ -83,7 +82,7 @@ def _queue_query(request: web.Request, scope_key: str) -> QueueQuery:
         if "min_reporters" in request.query
         else None
     )
-    return QueueQuery(
+    return review.QueueQuery(
         state=_choice(request, "state", review.STATES, "pending"),
         scope_key=scope_key,
         order=order,

@@ -27,8 +27,6 @@ from . import decisions
 
 log = logging.getLogger("honeymesh.expiry")
 
-# An arbitrary constant naming the sweeper's advisory lock (a bigint).
-SWEEP_LOCK = 0x486D457870697279
 SWEEP_INTERVAL_SECONDS = 5.0
 BATCH = 500
 ACTOR = "rule:expiry"
@@ -55,9 +53,7 @@ async def sweep(
             metrics.sweeper_lag.set((now - oldest).total_seconds() if oldest else 0.0)
         while True:
             async with conn.transaction():
-                if wait:
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", SWEEP_LOCK)
-                elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+                if not await review_store.sweep_turn(conn, wait=wait):
                     break
                 rows = await review_store.due_expiries(conn, now, batch, skip_locked=not wait)
                 expire = [

@@ -158,3 +158,8 @@ async def compact(conn: Any, before: datetime) -> int:
         before,
     )
     return int(row["n"])
+
+
+async def cursor_key(conn: Any) -> bytes:
+    """The cursor MAC key every replica shares, made at the first migration."""
+    return bytes(await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'cursor_mac'"))

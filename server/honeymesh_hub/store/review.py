@@ -205,6 +205,20 @@ async def due_expiries(conn: Any, now: datetime, limit: int, *, skip_locked: boo
     return rows
 
 
+# An arbitrary constant naming the expiry sweeper's advisory lock (a bigint).
+SWEEP_LOCK = 0x486D457870697279
+
+
+async def sweep_turn(conn: Any, *, wait: bool) -> bool:
+    """The sweepers' turn, for this transaction: wait for it, or False when another
+    replica is sweeping now."""
+    if wait:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SWEEP_LOCK)
+        return True
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK)
+    return taken
+
+
 async def oldest_overdue(conn: Any, now: datetime) -> datetime | None:
     found: datetime | None = await conn.fetchval(
         "SELECT min(expires_at) FROM candidates WHERE state = 'approved' AND expires_at <= $1",

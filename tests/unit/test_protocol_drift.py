@@ -1,0 +1,97 @@
+"""The node and the hub read indicators and times one way (PROTOCOL.md sections 3, 6).
+
+Whatever the hub refuses the node refuses too, before signing, and both agree on
+the canonical form of whatever they accept: a node that canonicalises differently
+signs a payload the hub then refuses, or two nodes name one address two ways.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from honeymesh_client.feedstate import _expired
+from honeymesh_client.indicators import canonical
+from honeymesh_hub.addresses import parse_indicator
+from honeymesh_hub.services.admin import parse_time
+from honeymesh_hub.validation import validate_signal
+
+from . import test_addresses as hub_cases
+from .test_validation import NODE, NOW, _body
+
+DRIFT = pytest.mark.xfail(strict=True, reason="the client reads a prefix the hub refuses")
+
+
+def _cases(test: object) -> list[tuple[str, ...]]:
+    """The parametrize cases of a test of the hub's addresses."""
+    marks = getattr(test, "pytestmark", [])
+    return list(next(m.args[1] for m in marks if m.name == "parametrize"))
+
+
+_REFUSED = _cases(hub_cases.test_refused)
+_CANONICAL = _cases(hub_cases.test_canonical)
+
+REFUSED = [(t, v) for t, v, _ in _REFUSED] + [
+    ("cidr", "10.0.0.0/08"),
+    ("cidr", "2001:db8::/032"),
+    ("cidr", "::ffff:10.0.0.0/0104"),
+]
+_DRIFTING = {
+    "192.0.2.0/024",
+    "192.0.2.0/٢٤",
+    "10.0.0.0/08",
+    "2001:db8::/032",
+    "::ffff:10.0.0.0/0104",
+}
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [pytest.param(t, v, marks=DRIFT) if v in _DRIFTING else (t, v) for t, v in REFUSED],
+)
+def test_client_refuses_what_the_hub_refuses(type_: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_indicator(type_, value)
+    with pytest.raises(ValueError):
+        canonical(type_, value)
+
+
+@pytest.mark.parametrize(("type_", "value", "expected"), _CANONICAL)
+def test_client_and_hub_agree_on_the_canonical_form(
+    type_: str, value: str, expected: tuple[str, str]
+) -> None:
+    hub = parse_indicator(type_, value)
+    node = canonical(type_, value)
+    assert (hub.type, hub.value) == (node.type, node.value) == expected
+
+
+# The hub's RFC 3339 readers: signals accept what RFC 3339 5.6 allows, the operator
+# API a narrower set; a year-1 time with an offset falls out of datetime's range.
+TIME_DRIFT = pytest.mark.xfail(strict=True, reason="three RFC 3339 readers disagree")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("2031-01-02t03:04:05z", marks=TIME_DRIFT),
+        pytest.param("2031-06-30T23:59:60Z", marks=TIME_DRIFT),
+        "2031-01-02T03:04:05+01:00",
+    ],
+)
+def test_operator_times_read_like_signal_times(text: str) -> None:
+    assert parse_time(text, "/expires_at") is not None
+
+
+@TIME_DRIFT
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_out_of_range_is_a_refusal(text: str) -> None:
+    raw = json.dumps(_body(observed_at=text)).encode()
+    result = validate_signal(raw, caller_node_id=NODE, now=NOW)
+    assert getattr(result, "pointer", None) == "/observed_at"
+
+
+@TIME_DRIFT
+def test_the_node_reads_a_feed_time_like_the_hub() -> None:
+    # A naive time is not RFC 3339; the node must not guess its zone.
+    assert not _expired({"expires_at": "2000-01-01T00:00:00"}, 10**10)

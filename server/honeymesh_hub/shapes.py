@@ -16,13 +16,12 @@ from typing import Any
 
 import fastjsonschema
 
-# RFC 3339 `date-time` exactly: fastjsonschema's own format also accepts `+0100` and
-# non-ASCII digits. Calendar validity (30 February) is checked where the text is read.
-RFC3339 = (
-    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
-)
+from honeymesh_client.protocol.times import RFC3339_DATE_TIME
+
+# RFC 3339 `date-time` exactly, the shared protocol's grammar: fastjsonschema's own
+# format also accepts `+0100` and non-ASCII digits. Calendar validity (30 February) is
+# checked where the text is read, by the same module's reader.
+RFC3339 = RFC3339_DATE_TIME
 # Objects whose member names are free-form text (and may hold dots themselves).
 _FREE_FORM = ("labels",)
 

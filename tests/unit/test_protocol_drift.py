@@ -8,6 +8,7 @@ signs a payload the hub then refuses, or two nodes name one address two ways.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,56 @@ def test_one_rfc3339_reader() -> None:
     for text in ("2031-02-30T00:00:00Z", "2031-01-02T03:04:05", "0001-01-01T00:00:00+01:00"):
         with pytest.raises(ValidationFailed):
             parse_time(text, "/expires_at")
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ((), ""),
+        (("a/b", "~"), "/a~1b/~0"),
+        (("~1",), "/~01"),
+        (("signatures", "0", ""), "/signatures/0/"),
+    ],
+)
+def test_one_rfc6901_escaper(names: tuple[str, ...], expected: str) -> None:
+    from honeymesh_client.protocol.pointers import escape_token, pointer
+
+    assert pointer(*names) == expected
+    assert escape_token("~/") == "~0~1"
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("0" * 64, True),
+        ("ab" * 32, True),
+        ("AB" * 32, False),
+        ("a" * 63, False),
+        ("a" * 64 + "\n", False),
+    ],
+)
+def test_one_keyid_check(text: str, ok: bool) -> None:
+    from honeymesh_client.protocol.keys import is_keyid
+
+    assert is_keyid(text) is ok
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# Each of these is the shared protocol's, in one file; a second copy is drift.
+ONLY_IN = {
+    "fromisoformat(": "client/honeymesh_client/protocol/times.py",
+    'replace("~", "~0")': "client/honeymesh_client/protocol/pointers.py",
+    "[0-9a-f]{64}": None,
+    '"0123456789abcdef"': "client/honeymesh_client/protocol/keys.py",
+}
+
+
+@pytest.mark.parametrize("needle", sorted(ONLY_IN))
+def test_no_second_copy(needle: str) -> None:
+    found = sorted(
+        str(path.relative_to(ROOT))
+        for top in ("client", "server")
+        for path in (ROOT / top).rglob("*.py")
+        if needle in path.read_text("utf-8")
+    )
+    assert found == [p for p in [ONLY_IN[needle]] if p]

@@ -19,12 +19,12 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import ClientError, HubError
 from .hub import HubClient
+from .protocol.times import read_rfc3339
 
 __all__ = ["FeedState", "SyncResult", "atomic_write", "sync"]
 
@@ -62,11 +62,9 @@ def _expired(entry: dict[str, Any], now: float) -> bool:
     if not isinstance(text, str):
         return False
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        when = read_rfc3339(text)
+    except ValueError:  # not a time the hub writes: never drop an entry on a guess
         return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     return when.timestamp() <= now
 
 

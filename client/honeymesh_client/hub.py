@@ -37,7 +37,7 @@ from yarl import URL
 from .errors import ClientError, HubError, HubUnreachable, RateLimited
 from .indicators import canonical
 from .protocol import ijson
-from .protocol.keys import NodeKey
+from .protocol.keys import NodeKey, is_keyid
 from .protocol.signing import sign_request
 from .provenance import Expectation, KeyInfo, PublisherCheck, check_publisher
 
@@ -382,7 +382,7 @@ class HubClient:
         checks = []
         for entry in body.get("signals") or []:
             keyid = str(entry.get("keyid", ""))
-            key = await self.key_info(keyid) if _looks_like_keyid(keyid) else None
+            key = await self.key_info(keyid) if is_keyid(keyid) else None
             checks.append(
                 check_publisher(
                     entry.get("envelope"),
@@ -435,10 +435,6 @@ class HubClient:
             "POST", "/v1/review/decisions", body={"decisions": list(decisions)}
         )
         return list(reply.body.get("results") or [])
-
-
-def _looks_like_keyid(keyid: str) -> bool:
-    return len(keyid) == 64 and all(c in "0123456789abcdef" for c in keyid)
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,13 +16,14 @@ from typing import Any
 
 import fastjsonschema
 
-# RFC 3339 `date-time` exactly: fastjsonschema's own format also accepts `+0100` and
-# non-ASCII digits. Calendar validity (30 February) is checked where the text is read.
-RFC3339 = (
-    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
-    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
-)
+from honeymesh_client.protocol.pointers import escape_token
+from honeymesh_client.protocol.pointers import pointer as json_pointer
+from honeymesh_client.protocol.times import RFC3339_DATE_TIME
+
+# RFC 3339 `date-time` exactly, the shared protocol's grammar: fastjsonschema's own
+# format also accepts `+0100` and non-ASCII digits. Calendar validity (30 February) is
+# checked where the text is read, by the same module's reader.
+RFC3339 = RFC3339_DATE_TIME
 # Objects whose member names are free-form text (and may hold dots themselves).
 _FREE_FORM = ("labels",)
 
@@ -34,11 +35,6 @@ def validator(name: str) -> Callable[[Any], Any]:
         json.loads(text), formats={"date-time": RFC3339}
     )
     return compiled
-
-
-def escape(member: str) -> str:
-    """An RFC 6901 reference token."""
-    return member.replace("~", "~0").replace("/", "~1")
 
 
 def _parts(name: str) -> list[str]:
@@ -60,7 +56,7 @@ def explain(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str]:
     """(pointer, detail) for a schema error."""
     name: str = exc.name or "data"
     parts = _parts(name)
-    pointer = "".join("/" + escape(p) for p in parts)
+    pointer = json_pointer(*parts)
     what = ".".join(parts) if parts else "the body"
     definition: Mapping[str, Any] = exc.definition if isinstance(exc.definition, dict) else {}
     value = exc.value
@@ -69,16 +65,16 @@ def explain(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str]:
         known = definition.get("properties", {})
         unknown = next((k for k in value if k not in known), None)
         if unknown is not None:
-            return f"{pointer}/{escape(unknown)}", f"{unknown} is not a known member"
+            return f"{pointer}/{escape_token(unknown)}", f"{unknown} is not a known member"
     elif rule == "required" and isinstance(value, dict):
         missing = next((k for k in definition.get("required", ()) if k not in value), None)
         if missing is not None:
-            return f"{pointer}/{escape(missing)}", f"{missing} is required"
+            return f"{pointer}/{escape_token(missing)}", f"{missing} is required"
     elif rule == "propertyNames" and isinstance(value, dict):
         longest = definition.get("propertyNames", {}).get("maxLength", 0)
         bad = next((k for k in value if len(k) > longest), None)
         if bad is not None:
-            return f"{pointer}/{escape(bad)}", f"a name is at most {longest} characters"
+            return f"{pointer}/{escape_token(bad)}", f"a name is at most {longest} characters"
     elif rule == "format":
         return pointer, f"{what} is not an RFC 3339 date-time like 2026-11-24T10:00:00Z"
     elif rule == "const":

@@ -33,7 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -41,6 +41,7 @@ import fastjsonschema
 
 from honeymesh_client.protocol import ijson
 from honeymesh_client.protocol.errors import ProtocolError
+from honeymesh_client.protocol.times import read_rfc3339
 
 from .addresses import Indicator, parse_indicator, reserved_overlap, too_broad
 from .shapes import explain, validator
@@ -92,20 +93,13 @@ def _shape_refusal(exc: fastjsonschema.JsonSchemaValueException) -> Refusal:
 
 
 def _read_time(text: str) -> datetime | None:
-    """A string that already matched `_RFC3339` -> aware UTC datetime, or None when
-    the calendar refuses it (30 February). `fromisoformat` reads every such string
-    once `t`/`z` are upper case, except a leap second."""
-    text = text.upper()
+    """A string that already matched the schema's RFC 3339 grammar -> aware UTC
+    datetime, or None when the calendar refuses it (30 February) or datetime cannot
+    hold it. The shared protocol's one reader."""
     try:
-        parsed = datetime.fromisoformat(text)
+        return read_rfc3339(text)
     except ValueError:
-        if text[17:19] != "60":
-            return None
-        try:
-            parsed = datetime.fromisoformat(text[:17] + "59" + text[19:])
-        except ValueError:
-            return None
-    return parsed.astimezone(UTC)
+        return None
 
 
 def validate_signal(

@@ -4,7 +4,7 @@ The hub verifies with the very functions nodes sign with. Nothing here does
 I/O except reading and writing a node's key file (:class:`NodeKey`).
 """
 
-from . import dsse, errors, ijson, keys, signing
+from . import dsse, errors, ijson, indicators, keys, pointers, signing, times
 from .dsse import (
     SIGNAL_PAYLOAD_TYPE,
     Envelope,
@@ -53,16 +53,19 @@ __all__ = [
     "encode_public_key",
     "errors",
     "ijson",
+    "indicators",
     "keyid_of",
     "keys",
     "pae",
     "parse_envelope",
     "parse_signature_headers",
+    "pointers",
     "requires_digest",
     "sign_request",
     "signature_base",
     "signing",
     "split_request_target",
+    "times",
     "verify_ed25519",
     "verify_envelope",
     "verify_signature",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from .errors import ProtocolError
 from .keys import NodeKey, b64decode_any, b64encode, verify_ed25519
+from .pointers import pointer as json_pointer
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -85,11 +86,6 @@ def _refuse(detail: str, pointer: str) -> ProtocolError:
     return ProtocolError("validation_failed", detail, pointer)
 
 
-def _pointer_token(name: str) -> str:
-    # RFC 6901 section 3: "~" is "~0" and "/" is "~1".
-    return name.replace("~", "~0").replace("/", "~1")
-
-
 def parse_envelope(obj: object, payload_type: str = SIGNAL_PAYLOAD_TYPE) -> Envelope:
     """Check the envelope's shape; ``validation_failed`` with a pointer
     relative to the envelope on the first thing wrong."""
@@ -97,7 +93,7 @@ def parse_envelope(obj: object, payload_type: str = SIGNAL_PAYLOAD_TYPE) -> Enve
         raise _refuse("an envelope is a JSON object", "")
     for name in obj:
         if name not in _ENVELOPE_MEMBERS:
-            raise _refuse(f"unknown envelope member {name!r}", "/" + _pointer_token(str(name)))
+            raise _refuse(f"unknown envelope member {name!r}", json_pointer(str(name)))
 
     found_type = obj.get("payloadType")
     if not isinstance(found_type, str):
@@ -126,7 +122,7 @@ def parse_envelope(obj: object, payload_type: str = SIGNAL_PAYLOAD_TYPE) -> Enve
     for name in entry:
         if name not in _SIGNATURE_MEMBERS:
             raise _refuse(
-                f"unknown signature member {name!r}", "/signatures/0/" + _pointer_token(str(name))
+                f"unknown signature member {name!r}", json_pointer("signatures", "0", str(name))
             )
     keyid = entry.get("keyid")
     if not isinstance(keyid, str):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from honeymesh_client.protocol.keys import b64decode_any, decode_public_key, verify_ed25519
+from honeymesh_client.protocol.keys import (
+    b64decode_any,
+    decode_public_key,
+    is_keyid,
+    verify_ed25519,
+)
 
 from .. import state, views
 from ..admission import refuse_enrollment_past_failed_auth
@@ -21,7 +24,6 @@ from .common import json_response, now
 routes = web.RouteTableDef()
 
 ENROLL_PER_MINUTE = 10
-_KEYID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _public_key(text: str, pointer: str) -> bytes:
@@ -116,7 +118,7 @@ async def rotate_key(request: web.Request) -> web.Response:
 async def get_key(request: web.Request) -> web.Response:
     await authenticate_node(request, await read_body(request), None)
     keyid = request.match_info["keyid"]
-    if not _KEYID.match(keyid):
+    if not is_keyid(keyid):
         raise NotFound("No such key.")
     row = await enrollment.key_view(request.app[state.POOL], keyid)
     return json_response(views.key(row))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from honeymesh_client.protocol.times import read_rfc3339
 
 from .. import views
 from ..clock import rfc3339
@@ -30,8 +31,6 @@ from . import decisions
 log = logging.getLogger("honeymesh.admin")
 
 MAX_ENROLLMENT_TTL = 7 * 86400
-# RFC 3339 section 5.6 date-time, with the "T" and an explicit offset or "Z".
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -45,12 +44,10 @@ def parse_time(value: str | None, pointer: str) -> datetime | None:
     strings can hold; anything else is a 422, never a 500 from the database."""
     if value is None:
         return None
-    if not _RFC3339.fullmatch(value):
-        raise _invalid(pointer, "not an RFC 3339 time with Z or an offset")
     try:
-        parsed = datetime.fromisoformat(value).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise _invalid(pointer, "not an RFC 3339 time") from None
+        parsed = read_rfc3339(value)
+    except ValueError as exc:
+        raise _invalid(pointer, str(exc)) from None
     if not _EARLIEST <= parsed < _LATEST:
         raise _invalid(pointer, "must be between 1970 and 9999")
     return parsed

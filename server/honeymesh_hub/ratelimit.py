@@ -7,7 +7,7 @@ memory, and `RedisGate` reports `degraded`. Answers carry the IETF RateLimit fie
 The hot paths (publish, feed, every signed request) go through `admit`: the request's
 nonce and all its limits in ONE Redis round trip (PERFORMANCE.md: a redis-py call costs
 about as much as two signature checks). `limits` has no multi-limit acquire, so
-`_ADMIT_LUA` applies limits' own sliding-window-counter algorithm to several windows at
+`lua/admit.lua` applies limits' own sliding-window-counter algorithm to several windows at
 once, on limits' key layout, so `limits`' API reads the very same counters: all windows
 are tested before any is charged, and a replayed nonce charges nothing.
 """
@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
@@ -68,61 +69,7 @@ class Quota:
         return h
 
 
-_ADMIT_LUA = """
--- KEYS[1]: the nonce key, or '' for none; then (previous, current) window keys per limit.
--- ARGV[1]: nonce TTL in seconds; then per limit: amount, expiry in seconds, cost.
--- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else {ok, the
--- first refusing limit's index (0: none), then per limit: previous count, previous pttl,
--- current count, current pttl}.
-if KEYS[1] ~= '' then
-  if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {-1} end
-end
-local n = (#KEYS - 1) / 2
-local ok = 1
-local refused = 0
-local seen = {}
-for i = 1, n do
-  local prev, cur = KEYS[2 * i], KEYS[2 * i + 1]
-  local amount = tonumber(ARGV[3 * i - 1])
-  local expiry = tonumber(ARGV[3 * i]) * 1000
-  local cost = tonumber(ARGV[3 * i + 1])
-  local cur_ttl = tonumber(redis.call('pttl', cur))
-  if cur_ttl > 0 and cur_ttl < expiry then
-    redis.call('rename', cur, prev)
-    redis.call('set', cur, 0, 'PX', cur_ttl + expiry)
-  end
-  local pc = tonumber(redis.call('get', prev)) or 0
-  local pt = math.max(tonumber(redis.call('pttl', prev)), 0)
-  local cc = tonumber(redis.call('get', cur)) or 0
-  local ct = math.max(tonumber(redis.call('pttl', cur)), 0)
-  if cost > 0 and (cost > amount or math.floor(pc * pt / expiry) + cc + cost > amount) then
-    if ok == 1 then refused = i end
-    ok = 0
-  end
-  seen[i] = {pc, pt, cc, ct}
-end
-if ok == 1 then
-  for i = 1, n do
-    local cur = KEYS[2 * i + 1]
-    local expiry = tonumber(ARGV[3 * i]) * 1000
-    local cost = tonumber(ARGV[3 * i + 1])
-    if cost > 0 then
-      if redis.call('exists', cur) == 1 then
-        redis.call('incrby', cur, cost)
-      else
-        redis.call('set', cur, cost, 'PX', expiry * 2)
-        seen[i][4] = expiry * 2
-      end
-      seen[i][3] = seen[i][3] + cost
-    end
-  end
-end
-local out = {ok, refused}
-for i = 1, n do
-  for j = 1, 4 do out[#out + 1] = seen[i][j] end
-end
-return out
-"""
+_ADMIT_LUA = (resources.files("honeymesh_hub") / "lua" / "admit.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from honeymesh_hub import state
+from honeymesh_hub import auth, state
 from honeymesh_hub.auth import VerifiedRequest, admit
 from honeymesh_hub.errors import RateLimited
 from honeymesh_hub.metrics import Metrics
@@ -42,6 +42,10 @@ def test_reported_window_agrees_with_the_script(
     assert refused == _lua_refuses(amount, 60, cost, pc, pt, cc)
 
 
+async def _fresh(*_: Any) -> bool:
+    return True
+
+
 class _Limiter:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
@@ -50,11 +54,15 @@ class _Limiter:
         return self.admission
 
 
-async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
+async def test_a_refusal_is_a_429_even_if_the_windows_look_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """An admission refused by the script whose windows seem to have room left (the
     rounding gap) answers 429 for the refused policy, never a 500."""
     limit = Limit(per_minute(20), "node")
     looks_open = SimpleNamespace(limit=limit, remaining=5, reset=3)
+    # Nonces are PostgreSQL's (auth._spend_nonce_in_db); this test is about the limits.
+    monkeypatch.setattr(auth, "_spend_nonce_in_db", _fresh)
     app = web.Application()
     app[state.LIMITER] = _Limiter(Admission(True, False, (looks_open,)))  # type: ignore[arg-type]
     app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]

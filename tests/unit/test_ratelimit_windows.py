@@ -64,7 +64,7 @@ async def test_a_refusal_is_a_429_even_if_the_windows_look_open(
     # Nonces are PostgreSQL's (auth._spend_nonce_in_db); this test is about the limits.
     monkeypatch.setattr(auth, "_spend_nonce_in_db", _fresh)
     app = web.Application()
-    app[state.LIMITER] = _Limiter(Admission(True, False, (looks_open,)))  # type: ignore[arg-type]
+    app[state.LIMITER] = _Limiter(Admission(False, (looks_open,)))  # type: ignore[arg-type]
     app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]
     app[state.METRICS] = Metrics()
     request = make_mocked_request("GET", "/v1/feed", app=app)

@@ -2,23 +2,20 @@
 -- acquire_sliding_window.lua) over several windows at once, on limits' key layout:
 -- every window is tested before any is charged. tests/integration/test_admit_contract.py
 -- holds it to limits' SlidingWindowCounterRateLimiter on RedisStorage.
--- KEYS[1]: the nonce key, or '' for none; then (previous, current) window keys per limit.
--- ARGV[1]: nonce TTL in seconds; then per limit: amount, expiry in seconds, cost.
--- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else {ok, the
--- first refusing limit's index (0: none), then per limit: previous count, previous pttl,
--- current count, current pttl}.
-if KEYS[1] ~= '' then
-  if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {-1} end
-end
-local n = (#KEYS - 1) / 2
+--
+-- KEYS: (previous, current) window keys per limit.
+-- ARGV: per limit: amount, expiry in seconds, cost. A cost of 0 only reads the window.
+-- Returns {ok, the first refusing limit's index (0: none), then per limit: previous
+-- count, previous pttl, current count, current pttl}.
+local n = #KEYS / 2
 local ok = 1
 local refused = 0
 local seen = {}
 for i = 1, n do
-  local prev, cur = KEYS[2 * i], KEYS[2 * i + 1]
-  local amount = tonumber(ARGV[3 * i - 1])
-  local expiry = tonumber(ARGV[3 * i]) * 1000
-  local cost = tonumber(ARGV[3 * i + 1])
+  local prev, cur = KEYS[2 * i - 1], KEYS[2 * i]
+  local amount = tonumber(ARGV[3 * i - 2])
+  local expiry = tonumber(ARGV[3 * i - 1]) * 1000
+  local cost = tonumber(ARGV[3 * i])
   local cur_ttl = tonumber(redis.call('pttl', cur))
   if cur_ttl > 0 and cur_ttl < expiry then
     redis.call('rename', cur, prev)
@@ -36,9 +33,9 @@ for i = 1, n do
 end
 if ok == 1 then
   for i = 1, n do
-    local cur = KEYS[2 * i + 1]
-    local expiry = tonumber(ARGV[3 * i]) * 1000
-    local cost = tonumber(ARGV[3 * i + 1])
+    local cur = KEYS[2 * i]
+    local expiry = tonumber(ARGV[3 * i - 1]) * 1000
+    local cost = tonumber(ARGV[3 * i])
     if cost > 0 then
       if redis.call('exists', cur) == 1 then
         redis.call('incrby', cur, cost)

@@ -17,7 +17,7 @@ from .callers import NodeCaller
 from .clientaddress import source_address
 from .clock import to_datetime
 from .errors import HubError, RateLimited, Unauthorized
-from .ratelimit import Admission, Limit, Quota, Window, per_minute, quota_of
+from .ratelimit import Admission, Limit, Window, per_minute, quota_of, refusal
 from .store import nonces as nonce_store
 
 NONCE_TTL_SECONDS = 600
@@ -57,11 +57,8 @@ async def admit(
         spent = quota_of(
             policy, [w for c, w in zip(charges, admission.windows, strict=True) if c[0] == policy]
         )
-        quota = Quota(policy, spent.quota, spent.window, 0, max(1, spent.reset))
         request.app[state.METRICS].rate_limited.labels(policy).inc()
-        raise RateLimited(
-            f"Rate limit {policy!r} reached; retry in {quota.reset} s.", headers=quota.headers()
-        )
+        raise refusal(spent)
     return admission.windows
 
 
@@ -79,12 +76,8 @@ async def _admission(
     if not await _spend_nonce_in_db(request, keyid, nonce, now):
         raise _replayed()
     if not charges:
-        return Admission(True, True, ())
-    limiter = request.app[state.LIMITER]
-    admission = await limiter.admit(None, 0, charges)
-    if admission is None:
-        admission = await limiter.admit_in_memory(charges)
-    return admission
+        return Admission(True, ())
+    return await request.app[state.LIMITER].admit(charges)
 
 
 def _replayed() -> Unauthorized:
@@ -127,7 +120,7 @@ async def refuse_enrollment_past_failed_auth(request: web.Request) -> None:
     otherwise a 201 among 429s would still tell a token guesser it guessed right.
     """
     limit = _failed_auth_limit(request)
-    if not await request.app[state.LIMITER].within("authfail", limit):
+    if await request.app[state.LIMITER].used("authfail", limit) >= limit.item.amount:
         request.app[state.AUTH_GUARD].mark(limit.key)
         request.app[state.METRICS].rate_limited.labels("authfail").inc()
         raise _failed_auth_refusal()
@@ -157,7 +150,7 @@ async def charge_failed_auth(request: web.Request) -> RateLimited | None:
         return None
     app = request.app
     limit = _failed_auth_limit(request)
-    if await app[state.LIMITER].count("authfail", limit):
+    if (await app[state.LIMITER].admit([("authfail", limit, 1)])).allowed:
         return None
     app[state.AUTH_GUARD].mark(limit.key)
     app[state.METRICS].rate_limited.labels("authfail").inc()

@@ -4,12 +4,17 @@ Windows are sliding (`SlidingWindowCounterRateLimiter`: two counters a key, atom
 `limits`' own Lua). When Redis fails, the same limits are counted per process in
 memory, and `RedisGate` reports `degraded`. Answers carry the IETF RateLimit fields.
 
-The hot paths (publish, feed, every signed request) go through `admit`: the request's
-nonce and all its limits in ONE Redis round trip (PERFORMANCE.md: a redis-py call costs
-about as much as two signature checks). `limits` has no multi-limit acquire, so
-`_ADMIT_LUA` applies limits' own sliding-window-counter algorithm to several windows at
-once, on limits' key layout, so `limits`' API reads the very same counters: all windows
-are tested before any is charged, and a replayed nonce charges nothing.
+The hot paths (publish, feed, every signed request) go through `admit`: all of a
+request's limits in ONE Redis round trip (PERFORMANCE.md: a redis-py call costs about as
+much as two signature checks). `limits` has no multi-limit acquire, so `lua/admit.lua`
+applies limits' own sliding-window-counter algorithm to several windows at once, on
+limits' key layout, so `limits`' API reads the very same counters: all windows are tested
+before any is charged. tests/integration/test_admit_contract.py holds the script to
+`limits` itself (hence the pin on limits' major version in pyproject.toml).
+
+The verbs: `admit` (all or nothing, several windows; cost 0 reads), `take` (up to n
+units of one window), `used` (what a window has spent), and `defer`/`deferred`/`flush`
+(charges collected now, made within the second).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
@@ -68,61 +74,7 @@ class Quota:
         return h
 
 
-_ADMIT_LUA = """
--- KEYS[1]: the nonce key, or '' for none; then (previous, current) window keys per limit.
--- ARGV[1]: nonce TTL in seconds; then per limit: amount, expiry in seconds, cost.
--- A cost of 0 only reads the window. Returns {-1} for a replayed nonce, else {ok, the
--- first refusing limit's index (0: none), then per limit: previous count, previous pttl,
--- current count, current pttl}.
-if KEYS[1] ~= '' then
-  if not redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {-1} end
-end
-local n = (#KEYS - 1) / 2
-local ok = 1
-local refused = 0
-local seen = {}
-for i = 1, n do
-  local prev, cur = KEYS[2 * i], KEYS[2 * i + 1]
-  local amount = tonumber(ARGV[3 * i - 1])
-  local expiry = tonumber(ARGV[3 * i]) * 1000
-  local cost = tonumber(ARGV[3 * i + 1])
-  local cur_ttl = tonumber(redis.call('pttl', cur))
-  if cur_ttl > 0 and cur_ttl < expiry then
-    redis.call('rename', cur, prev)
-    redis.call('set', cur, 0, 'PX', cur_ttl + expiry)
-  end
-  local pc = tonumber(redis.call('get', prev)) or 0
-  local pt = math.max(tonumber(redis.call('pttl', prev)), 0)
-  local cc = tonumber(redis.call('get', cur)) or 0
-  local ct = math.max(tonumber(redis.call('pttl', cur)), 0)
-  if cost > 0 and (cost > amount or math.floor(pc * pt / expiry) + cc + cost > amount) then
-    if ok == 1 then refused = i end
-    ok = 0
-  end
-  seen[i] = {pc, pt, cc, ct}
-end
-if ok == 1 then
-  for i = 1, n do
-    local cur = KEYS[2 * i + 1]
-    local expiry = tonumber(ARGV[3 * i]) * 1000
-    local cost = tonumber(ARGV[3 * i + 1])
-    if cost > 0 then
-      if redis.call('exists', cur) == 1 then
-        redis.call('incrby', cur, cost)
-      else
-        redis.call('set', cur, cost, 'PX', expiry * 2)
-        seen[i][4] = expiry * 2
-      end
-      seen[i][3] = seen[i][3] + cost
-    end
-  end
-end
-local out = {ok, refused}
-for i = 1, n do
-  for j = 1, 4 do out[#out + 1] = seen[i][j] end
-end
-return out
-"""
+_ADMIT_LUA = (resources.files("honeymesh_hub") / "lua" / "admit.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +88,8 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The outcome of `admit`: whether the nonce was fresh, and every window's state."""
+    """The outcome of `admit`: whether it charged, and every window's state after."""
 
-    fresh: bool
     allowed: bool
     windows: tuple[Window, ...]
     # Index (into the charges) of the window that refused, as the deciding code saw it.
@@ -159,6 +110,15 @@ def _window(limit: Limit, pc: int, pt_ms: int, cc: int, ct_ms: int) -> Window:
         if cc:
             reset = min(reset, (ct_ms / 1000) % expiry)
     return Window(limit, remaining, math.ceil(reset))
+
+
+def refusal(spent: Quota) -> RateLimited:
+    """The 429 for a spent policy: nothing remaining, retry in at least a second."""
+    quota = Quota(spent.policy, spent.quota, spent.window, 0, max(1, spent.reset))
+    return RateLimited(
+        f"Rate limit {quota.policy!r} reached; retry in {quota.reset} s.",
+        headers=quota.headers(),
+    )
 
 
 def quota_of(policy: str, windows: Sequence[Window]) -> Quota:
@@ -196,21 +156,23 @@ class RateLimiter:
         current = f"{self._gate.prefix}rl:{{{limit.item.key_for(policy, limit.key)}}}"
         return current + "/-1", current
 
-    async def admit(
-        self,
-        nonce_key: str | None,
-        nonce_ttl: int,
-        charges: Sequence[tuple[str, Limit, int]],
-    ) -> Admission | None:
-        """Spend a nonce and charge `(policy, limit, cost)` windows in one round trip.
+    async def admit(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission:
+        """Charge `(policy, limit, cost)` windows, all or nothing; cost 0 only reads one.
 
-        All or nothing: a replayed nonce or one spent window charges nothing. Cost 0 only
-        reads a window. None when Redis cannot be used: the caller falls back.
+        One Redis round trip, so replicas racing for the last unit never both get it;
+        while Redis is unreachable, counted in this process instead.
         """
+        admission = await self._admit_shared(charges)
+        if admission is None:
+            admission = await self._admit_in_memory(charges)
+        return admission
+
+    async def _admit_shared(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission | None:
+        """`admit` in Redis (lua/admit.lua); None when Redis cannot be used."""
         if self._admit_script is None or not self._gate.usable:
             return None
-        keys = [self._gate.prefix + nonce_key if nonce_key else ""]
-        args: list[int] = [nonce_ttl]
+        keys: list[str] = []
+        args: list[int] = []
         for policy, limit, cost in charges:
             keys.extend(self._window_keys(policy, limit))
             args.extend((limit.item.amount, int(limit.item.get_expiry()), cost))
@@ -220,42 +182,14 @@ class RateLimiter:
             self._gate.failed("admit", exc)
             return None
         self._gate.succeeded()
-        if out[0] == -1:
-            return Admission(False, False, ())
         windows = tuple(
             _window(limit, *(int(v) for v in out[2 + 4 * i : 6 + 4 * i]))
             for i, (_, limit, _) in enumerate(charges)
         )
         refused = int(out[1]) - 1 if not out[0] else None
-        return Admission(True, bool(out[0]), windows, refused)
+        return Admission(bool(out[0]), windows, refused)
 
-    async def _run(self, op: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
-        """Run `op` on the shared (Redis) limiter, or per process while Redis is down."""
-        if self._shared is not None and self._gate.usable:
-            try:
-                result = await op(self._shared)
-            except (StorageError, RedisError, OSError) as exc:
-                self._gate.failed("ratelimit", exc)
-            else:
-                self._gate.succeeded()
-                return result
-        return await op(self._memory)
-
-    def defer(self, policy: str, limit: Limit, cost: int) -> None:
-        """Charge `cost` later, with the next `flush` (at most a second away)."""
-        key = (policy, limit)
-        self._deferred[key] = self._deferred.get(key, 0) + cost
-
-    def deferred(self, policy: str, limit: Limit) -> int:
-        return self._deferred.get((policy, limit), 0)
-
-    async def flush(self) -> None:
-        """Charge what `defer` collected (what fits: the window only refuses later ones)."""
-        pending, self._deferred = self._deferred, {}
-        for (policy, limit), cost in pending.items():
-            await self.take(policy, limit, cost)
-
-    async def admit_in_memory(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission:
+    async def _admit_in_memory(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission:
         """`admit`'s limits, counted in this process while Redis is unreachable."""
         limiter = self._memory
         before = [await limiter.get_window_stats(lim.item, p, lim.key) for p, lim, _ in charges]
@@ -276,40 +210,34 @@ class RateLimiter:
         for policy, limit, _ in charges:
             stats = await limiter.get_window_stats(limit.item, policy, limit.key)
             windows.append(_quota_window(limit, stats.remaining, stats.reset_time))
-        return Admission(True, allowed, tuple(windows), refused)
+        return Admission(allowed, tuple(windows), refused)
 
-    async def consume(self, policy: str, limits: Sequence[Limit], cost: int = 1) -> Quota:
-        """Charge `cost` to every limit; raise RateLimited (with headers) when one is spent.
+    async def _run(self, op: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
+        """Run `op` on the shared (Redis) limiter, or per process while Redis is down."""
+        if self._shared is not None and self._gate.usable:
+            try:
+                result = await op(self._shared)
+            except (StorageError, RedisError, OSError) as exc:
+                self._gate.failed("ratelimit", exc)
+            else:
+                self._gate.succeeded()
+                return result
+        return await op(self._memory)
 
-        `hit` checks and charges atomically in Redis, so concurrent requests on any
-        replica never pass a limit together. A later limit refusing leaves the earlier
-        ones charged: the node pays for a batch its tenant's limit refused.
-        """
+    def defer(self, policy: str, limit: Limit, cost: int) -> None:
+        """Charge `cost` later, with the next `flush` (at most a second away)."""
+        key = (policy, limit)
+        self._deferred[key] = self._deferred.get(key, 0) + cost
 
-        async def op(limiter: SlidingWindowCounterRateLimiter) -> Quota:
-            tightest: Quota | None = None
-            for limit in limits:
-                allowed = cost <= limit.item.amount and await limiter.hit(
-                    limit.item, policy, limit.key, cost=cost
-                )
-                stats = await limiter.get_window_stats(limit.item, policy, limit.key)
-                quota = _quota(policy, limit.item, stats.remaining, stats.reset_time)
-                if not allowed:
-                    refused = Quota(policy, quota.quota, quota.window, 0, max(1, quota.reset))
-                    raise RateLimited(
-                        f"Rate limit {policy!r} reached; retry in {refused.reset} s.",
-                        headers=refused.headers(),
-                    )
-                if tightest is None or quota.remaining < tightest.remaining:
-                    tightest = quota
-            assert tightest is not None
-            return tightest
+    def deferred(self, policy: str, limit: Limit) -> int:
+        """What `defer` has collected for the limit and `flush` has not charged yet."""
+        return self._deferred.get((policy, limit), 0)
 
-        return await self._run(op)
-
-    async def within(self, policy: str, limit: Limit) -> bool:
-        """Whether one more unit would pass the limit; charges nothing."""
-        return await self._run(lambda lim: lim.test(limit.item, policy, limit.key))
+    async def flush(self) -> None:
+        """Charge what `defer` collected (what fits: the window only refuses later ones)."""
+        pending, self._deferred = self._deferred, {}
+        for (policy, limit), cost in pending.items():
+            await self.take(policy, limit, cost)
 
     async def used(self, policy: str, limit: Limit) -> int:
         """How much of the limit's window is spent now; charges nothing."""
@@ -319,10 +247,6 @@ class RateLimiter:
             return max(0, limit.item.amount - stats.remaining)
 
         return await self._run(op)
-
-    async def count(self, policy: str, limit: Limit) -> bool:
-        """Charge one unit without refusing; True while still within the limit."""
-        return await self._run(lambda lim: lim.hit(limit.item, policy, limit.key))
 
     async def take(self, policy: str, limit: Limit, wanted: int) -> int:
         """Charge up to `wanted` units; return how many the limit granted."""
@@ -335,18 +259,6 @@ class RateLimiter:
             return granted
 
         return await self._run(op)
-
-    async def take_all(self, policy: str, limits: Sequence[Limit]) -> bool:
-        """One unit from every limit, or none when any is spent.
-
-        Tested and charged in one script (`admit`'s), so replicas racing for the last
-        unit of a daily cap never both get it.
-        """
-        charges = [(policy, limit, 1) for limit in limits]
-        admission = await self.admit(None, 0, charges)
-        if admission is None:
-            admission = await self.admit_in_memory(charges)
-        return admission.allowed
 
 
 def _quota_window(limit: Limit, remaining: int, reset_time: float) -> Window:

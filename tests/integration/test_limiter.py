@@ -23,12 +23,12 @@ async def replicas(services: Services, redis_prefix: str) -> AsyncIterator[list[
         await gate.close()
 
 
-async def test_concurrent_take_all_never_overruns_a_cap(replicas: list[RateLimiter]) -> None:
+async def test_concurrent_admit_never_overruns_a_cap(replicas: list[RateLimiter]) -> None:
     node = Limit(per_day(5), "node-1")
     tenant = Limit(per_day(7), "tenant-1")
 
     async def approve(limiter: RateLimiter, limits: list[Limit]) -> bool:
-        return await limiter.take_all("auto_approvals", limits)
+        return (await limiter.admit([("auto_approvals", lim, 1) for lim in limits])).allowed
 
     granted = await asyncio.gather(
         *(approve(replicas[i % len(replicas)], [node, tenant]) for i in range(64))
@@ -43,23 +43,19 @@ async def test_concurrent_take_all_never_overruns_a_cap(replicas: list[RateLimit
     assert await replicas[0].used("auto_approvals", tenant) == 7
 
 
-async def test_concurrent_take_all_in_memory_never_overruns_a_cap() -> None:
+async def test_concurrent_admit_in_memory_never_overruns_a_cap() -> None:
     limiter = RateLimiter(None, RedisGate(None, "hm:", Metrics()))
     cap = Limit(per_day(3), "tenant-1")
-    granted = await asyncio.gather(*(limiter.take_all("auto", [cap]) for _ in range(32)))
-    assert sum(granted) == 3
+    admissions = await asyncio.gather(*(limiter.admit([("auto", cap, 1)]) for _ in range(32)))
+    assert sum(a.allowed for a in admissions) == 3
 
 
 async def test_admit_names_the_window_that_refused(replicas: list[RateLimiter]) -> None:
     roomy, spent = Limit(per_day(10), "tenant-1"), Limit(per_day(1), "node-1")
-    assert await replicas[0].take_all("publish", [spent])
+    assert (await replicas[0].admit([("publish", spent, 1)])).allowed
     for limiter in (replicas[0], RateLimiter(None, RedisGate(None, "hm:", Metrics()))):
         if limiter is not replicas[0]:
-            assert await limiter.take_all("publish", [spent])
-        admission = await limiter.admit(None, 0, [("publish", roomy, 1), ("publish", spent, 1)])
-        if admission is None:
-            admission = await limiter.admit_in_memory(
-                [("publish", roomy, 1), ("publish", spent, 1)]
-            )
+            assert (await limiter.admit([("publish", spent, 1)])).allowed
+        admission = await limiter.admit([("publish", roomy, 1), ("publish", spent, 1)])
         assert (admission.allowed, admission.refused) == (False, 1)
         assert await limiter.used("publish", roomy) == 0

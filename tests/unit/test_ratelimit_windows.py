@@ -69,7 +69,7 @@ async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
     limit = Limit(per_minute(20), "node")
     looks_open = SimpleNamespace(limit=limit, remaining=5, reset=3)
     app = web.Application()
-    app[state.LIMITER] = _Limiter(Admission(True, False, (looks_open,)))  # type: ignore[arg-type]
+    app[state.LIMITER] = _Limiter(Admission(False, (looks_open,)))  # type: ignore[arg-type]
     app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]
     app[state.POOL] = _FreshNoncePool()
     app[state.METRICS] = Metrics()

@@ -17,7 +17,7 @@ from ..auth import authenticate_new_key, authenticate_node
 from ..bodies import check, parse_json, read_body
 from ..clientaddress import source_address
 from ..errors import HubError, NotFound, ValidationFailed
-from ..ratelimit import Limit, per_minute
+from ..ratelimit import Limit, per_minute, quota_of, refusal
 from ..services import enrollment
 from .common import json_response, now
 
@@ -44,10 +44,11 @@ async def enroll(request: web.Request) -> web.Response:
     """
     app = request.app
     await refuse_enrollment_past_failed_auth(request)
-    quota = await app[state.LIMITER].consume(
-        "enroll",
-        [Limit(per_minute(ENROLL_PER_MINUTE), source_address(request, app[state.CONFIG]))],
-    )
+    limit = Limit(per_minute(ENROLL_PER_MINUTE), source_address(request, app[state.CONFIG]))
+    admission = await app[state.LIMITER].admit([("enroll", limit, 1)])
+    quota = quota_of("enroll", admission.windows)
+    if not admission.allowed:
+        raise refusal(quota)
     try:
         raw = await read_body(request)
         body = parse_json(request, raw)

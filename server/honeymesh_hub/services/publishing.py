@@ -290,7 +290,8 @@ async def _within_caps(
             for r in rows
         ]
         policy = "auto_approvals"
-    return await ctx.limiter.take_all(policy, limits)
+    admission = await ctx.limiter.admit([(policy, limit, 1) for limit in limits])
+    return admission.allowed
 
 
 def _key(row: Any) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import routes, state
+from . import routes, state, wiring
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
@@ -77,6 +77,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     notifier.start()
     app[state.NOTIFIER] = notifier
     app[state.FEED_READS] = SharedReads()
+    app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     yield
     compactor.cancel()

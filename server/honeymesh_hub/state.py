@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
     from .services.feed import SharedReads
+    from .wiring import Services
 
 CONFIG = web.AppKey("config", Config)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -29,6 +30,8 @@ AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
+# Every service, built once the resources above are up (wiring.py).
+SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")

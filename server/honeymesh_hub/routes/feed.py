@@ -24,13 +24,7 @@ WAIT_GRACE_SECONDS = 2.0
 
 
 def _context(app: web.Application) -> feed.FeedContext:
-    return feed.FeedContext(
-        pool=app[state.POOL],
-        notifier=app[state.NOTIFIER],
-        mac_key=app[state.CURSOR_KEY],
-        metrics=app[state.METRICS],
-        reads=app[state.FEED_READS],
-    )
+    return app[state.SERVICES].feed
 
 
 def _page_response(page: feed.FeedPage, headers: dict[str, str]) -> web.Response:

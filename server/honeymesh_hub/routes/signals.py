@@ -12,7 +12,8 @@ from ..auth import verify_node
 from ..bodies import parse_json, read_body
 from ..errors import ValidationFailed
 from ..ratelimit import Limit, per_minute, quota_of
-from ..services.publishing import PublishContext, new_candidates_limit, publish
+from ..services.budgets import new_candidates_limit
+from ..services.publishing import publish
 from .common import json_response, now
 
 routes = web.RouteTableDef()
@@ -56,14 +57,7 @@ async def post_signals(request: web.Request) -> web.Response:
         ],
     )
     quota = quota_of("publish", [node_window, tenant_window])
-    ctx = PublishContext(
-        pool=app[state.POOL],
-        directory=app[state.DIRECTORY],
-        limiter=app[state.LIMITER],
-        metrics=app[state.METRICS],
-        policy=app[state.CONFIG].policy,
-        now=now(request),
-    )
+    ctx = app[state.SERVICES].publishing.at(now(request))
     results = await publish(ctx, caller, envelopes, budget.remaining)
     app[state.METRICS].publish_latency.observe(time.perf_counter() - started)
     return json_response({"results": results}, status=202, headers=quota.headers())

@@ -17,15 +17,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-
-from honeymesh_client.protocol import dsse, ijson
-from honeymesh_client.protocol.errors import ProtocolError
-from honeymesh_client.protocol.keys import is_keyid
 
 from ..addresses import is_broad
 from ..callers import NodeCaller
@@ -41,158 +37,58 @@ from ..lifecycle import (
     wants_corroboration,
 )
 from ..metrics import Metrics
-from ..ratelimit import Limit, RateLimiter, per_day
 from ..store import signals as signal_store
 from ..store.signals import SignalRow
-from ..validation import Refusal, Signal, validate_signal
 from . import decisions
+from .budgets import ApprovalCaps, NewCandidateBudget
+from .envelopes import Batch, Pending, check_envelopes, refusal, refuse_payloads
 
 log = logging.getLogger("honeymesh.publish")
 
 _RETRIES = 3
-NEW_CANDIDATES = "new_candidates"
 
 
-@dataclass(slots=True)
-class PublishContext:
+@dataclass(frozen=True, slots=True)
+class Publishing:
+    """What publishing needs, built once per app (wiring.py)."""
+
     pool: Any
     directory: KeyDirectory
-    limiter: RateLimiter
+    budget: NewCandidateBudget
+    caps: ApprovalCaps
     metrics: Metrics
     policy: PolicyConfig
+
+    def at(self, now: datetime) -> PublishContext:
+        return PublishContext(self, now)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishContext:
+    """One publish: the app's publishing services and the hub's time for it."""
+
+    deps: Publishing
     now: datetime
 
+    @property
+    def pool(self) -> Any:
+        return self.deps.pool
 
-@dataclass(slots=True)
-class _Pending:
-    """Accepted so far: awaiting the store's verdict (stored or duplicate)."""
+    @property
+    def directory(self) -> KeyDirectory:
+        return self.deps.directory
 
-    index: int
-    row: SignalRow
+    @property
+    def metrics(self) -> Metrics:
+        return self.deps.metrics
 
-
-@dataclass(slots=True)
-class _Batch:
-    results: list[dict[str, Any] | None]
-    pending: list[_Pending] = field(default_factory=list)
-    refused_payloads: list[tuple[int, Refusal, uuid.UUID | None]] = field(default_factory=list)
-
-
-def _refusal(signal_id: str | None, code: str, detail: str, pointer: str) -> dict[str, Any]:
-    """A refused envelope's result; every refusal points at what it refuses."""
-    error = {"code": code, "detail": detail, "pointer": pointer}
-    return {"id": signal_id, "status": "rejected", "error": error}
-
-
-def _payload_id(payload: bytes) -> uuid.UUID | None:
-    """The id a refused payload claims, to tell a retry (duplicate) from a bad signal."""
-    try:
-        obj = ijson.loads(payload)
-        return uuid.UUID(obj["id"]) if isinstance(obj, dict) else None
-    except (ProtocolError, KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-async def _usable_key(ctx: PublishContext, caller: NodeCaller, keyid: str) -> bytes | None:
-    """The caller's key with this id, current or in its grace period (else foreign).
-
-    A keyid that is not 64 lowercase hex is foreign without any lookup (PROTOCOL.md 6
-    r2): nothing a sender makes up reaches the key directory or its cache.
-    """
-    if keyid == caller.keyid:
-        return caller.identity.public_key
-    if not is_keyid(keyid):
-        return None
-    found = await ctx.directory.get(keyid)
-    if found is None or found.node_id != caller.node_id or not found.key_usable(ctx.now):
-        return None
-    return found.public_key
-
-
-def _row(signal: Signal, caller: NodeCaller, keyid: str, payload: bytes, sig: bytes) -> SignalRow:
-    mesh = signal.share == "mesh"
-    tenant_id = caller.tenant_id
-    return SignalRow(
-        signal_uuid=signal.id,
-        keyid=keyid,
-        indicator_type=signal.indicator.type,
-        indicator_value=signal.indicator.value,
-        network=signal.indicator.network,
-        scope="mesh" if mesh else "tenant",
-        scope_tenant_id=None if mesh else tenant_id,
-        scope_key="mesh" if mesh else str(tenant_id),
-        payload=payload,
-        sig=sig,
-        scenario=signal.scenario,
-        confidence=signal.confidence,
-        ttl_seconds=signal.ttl_seconds,
-        observed_at=signal.observed_at,
-    )
-
-
-async def _check_envelopes(
-    ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any]
-) -> _Batch:
-    batch = _Batch(results=[None] * len(envelopes))
-    seen: set[uuid.UUID] = set()
-    for i, obj in enumerate(envelopes):
-        at = f"/envelopes/{i}"
-        try:
-            env = dsse.parse_envelope(obj)
-        except ProtocolError as exc:
-            batch.results[i] = _refusal(None, exc.code, exc.detail, at + (exc.pointer or ""))
-            continue
-        public_key = await _usable_key(ctx, caller, env.keyid)
-        if public_key is None:
-            batch.results[i] = _refusal(
-                None,
-                "foreign_key",
-                "The keyid is not a current key of the publishing node.",
-                at + "/signatures/0/keyid",
-            )
-            continue
-        try:
-            payload = dsse.verify_envelope(env, public_key)
-        except ProtocolError as exc:
-            batch.results[i] = _refusal(None, exc.code, exc.detail, at + "/signatures/0/sig")
-            continue
-        outcome = validate_signal(payload, caller_node_id=caller.node_id, now=ctx.now)
-        if isinstance(outcome, Refusal):
-            batch.refused_payloads.append((i, outcome, _payload_id(payload)))
-            continue
-        if outcome.id in seen:
-            batch.results[i] = {"id": str(outcome.id), "status": "duplicate"}
-            continue
-        seen.add(outcome.id)
-        batch.pending.append(_Pending(i, _row(outcome, caller, env.keyid, payload, env.sig)))
-    return batch
-
-
-async def _refuse_payloads(conn: Any, caller: NodeCaller, batch: _Batch) -> None:
-    """Refused payloads whose (node, id) is already stored answer `duplicate` (it comes
-    first in the protocol's order); the rest keep their refusal."""
-    claimed = [pid for _, _, pid in batch.refused_payloads if pid is not None]
-    stored = await signal_store.stored_ids(conn, caller.node_id, claimed) if claimed else set()
-    for i, refusal, pid in batch.refused_payloads:
-        if pid is not None and pid in stored:
-            batch.results[i] = {"id": str(pid), "status": "duplicate"}
-        else:
-            batch.results[i] = _refusal(
-                str(pid) if pid else None,
-                refusal.code,
-                refusal.detail,
-                f"/envelopes/{i}/payload{refusal.pointer}",
-            )
-
-
-def new_candidates_limit(caller: NodeCaller) -> Limit:
-    """The tenant's `new_candidates_per_day` window (PROTOCOL.md section 4)."""
-    allowed = caller.identity.tenant.limits["new_candidates_per_day"]
-    return Limit(per_day(allowed), str(caller.tenant_id))
+    @property
+    def policy(self) -> PolicyConfig:
+        return self.deps.policy
 
 
 async def _limit_new_candidates(
-    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: _Batch, budget: int
+    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: Batch, budget: int
 ) -> bool:
     """Past `new_candidates_per_day`, an envelope that would open a new candidate is
     refused alone with `rate_limited` (PROTOCOL.md section 4).
@@ -205,22 +101,20 @@ async def _limit_new_candidates(
     if not batch.pending:
         return True
     keys = list(dict.fromkeys((p.row.indicator_value, p.row.scope_key) for p in batch.pending))
-    limit = new_candidates_limit(caller)
-    if budget - ctx.limiter.deferred(NEW_CANDIDATES, limit) >= len(keys):
+    if budget - ctx.deps.budget.uncharged(caller) >= len(keys):
         return False
-    await ctx.limiter.flush()  # this process's earlier openings count first
     existing = await signal_store.existing_keys(conn, keys)
     new = [k for k in keys if k not in existing]
     if not new:
         return True
-    granted = await ctx.limiter.take(NEW_CANDIDATES, limit, len(new))
+    granted = await ctx.deps.budget.take(caller, len(new))
     refused = set(new[granted:])
     if not refused:
         return True
-    kept: list[_Pending] = []
+    kept: list[Pending] = []
     for p in batch.pending:
         if (p.row.indicator_value, p.row.scope_key) in refused:
-            batch.results[p.index] = _refusal(
+            batch.results[p.index] = refusal(
                 str(p.row.signal_uuid),
                 "rate_limited",
                 "The tenant's new_candidates_per_day is spent; this signal would open a new"
@@ -234,26 +128,26 @@ async def _limit_new_candidates(
 
 
 @dataclass(frozen=True, slots=True)
-class _BatchStats:
+class BatchStats:
     """What this publish says of one candidate: its longest TTL and strongest signal."""
 
     max_ttl: int
     max_confidence: int
 
 
-def _batch_stats(rows: Sequence[SignalRow]) -> dict[tuple[str, str], _BatchStats]:
-    stats: dict[tuple[str, str], _BatchStats] = {}
+def _batch_stats(rows: Sequence[SignalRow]) -> dict[tuple[str, str], BatchStats]:
+    stats: dict[tuple[str, str], BatchStats] = {}
     for r in rows:
         key = (r.indicator_value, r.scope_key)
         seen = stats.get(key)
-        stats[key] = _BatchStats(
+        stats[key] = BatchStats(
             max(r.ttl_seconds, seen.max_ttl if seen else 0),
             max(r.confidence, seen.max_confidence if seen else 0),
         )
     return stats
 
 
-def _facts(row: Any, caller: NodeCaller, batch: _BatchStats) -> CandidateFacts:
+def _facts(row: Any, caller: NodeCaller, batch: BatchStats) -> CandidateFacts:
     return CandidateFacts(
         state=row["state"],
         origin=row["origin"],
@@ -276,22 +170,20 @@ async def _within_caps(
     ctx: PublishContext, conn: Any, caller: NodeCaller, move: Move, tenant_ids: list[uuid.UUID]
 ) -> bool:
     """Charge the daily cap a rule-made approval spends; False when one is spent."""
-    if move.effects.cap == "trusted_approvals":
-        cap = caller.identity.tenant.limits["trusted_approvals_per_day"]
-        limits = [Limit(per_day(cap), str(caller.node_id))]
-        policy = "trusted_approvals"
+    cap = move.effects.cap
+    assert cap is not None
+    if cap == "trusted_approvals":
+        amount = caller.identity.tenant.limits["trusted_approvals_per_day"]
+        windows = [(str(caller.node_id), amount)]
     else:
-        rows = await signal_store.tenant_limits(conn, tenant_ids)
-        limits = [
-            Limit(
-                per_day(effective_limits(r["plan"], r["limits"])["auto_approvals_per_day"]),
+        windows = [
+            (
                 str(r["tenant_id"]),
+                effective_limits(r["plan"], r["limits"])["auto_approvals_per_day"],
             )
-            for r in rows
+            for r in await signal_store.tenant_limits(conn, tenant_ids)
         ]
-        policy = "auto_approvals"
-    admission = await ctx.limiter.admit([(policy, limit, 1) for limit in limits])
-    return admission.allowed
+    return await ctx.deps.caps.spend(cap, windows)
 
 
 def _key(row: Any) -> tuple[str, str]:
@@ -315,7 +207,7 @@ def _plan(
     ctx: PublishContext,
     caller: NodeCaller,
     rows: Sequence[Any],
-    stats: dict[tuple[str, str], _BatchStats],
+    stats: dict[tuple[str, str], BatchStats],
     counts: dict[tuple[str, str], tuple[int, list[uuid.UUID]]],
 ) -> dict[tuple[str, str], list[Move]]:
     """The moves policy.py wants, per candidate key (empty lists left out)."""
@@ -335,7 +227,7 @@ async def _reconcile(
     conn: Any,
     caller: NodeCaller,
     keys: Sequence[tuple[str, str]],
-    stats: dict[tuple[str, str], _BatchStats],
+    stats: dict[tuple[str, str], BatchStats],
 ) -> dict[tuple[str, str], str]:
     """Apply policy's moves to these candidates in one transaction, on their locked,
     current rows: whatever happened since the signals were stored (a reviewer, another
@@ -408,10 +300,10 @@ async def publish(
     ctx: PublishContext, caller: NodeCaller, envelopes: Sequence[Any], budget: int
 ) -> list[dict[str, Any]]:
     """`budget`: what the tenant's new-candidate window had left at admission."""
-    batch = await _check_envelopes(ctx, caller, envelopes)
+    batch = await check_envelopes(ctx, caller, envelopes)
     async with ctx.pool.acquire() as conn:
         if batch.refused_payloads:
-            await _refuse_payloads(conn, caller, batch)
+            await refuse_payloads(conn, caller, batch)
         charged = await _limit_new_candidates(ctx, conn, caller, batch, budget)
         rows = [p.row for p in batch.pending]
         # The signals and their counts: one statement, its own transaction. Durable
@@ -432,7 +324,7 @@ async def publish(
     if not charged:
         opened = len({row["candidate_id"] for row in stored if row["created"]})
         if opened:
-            ctx.limiter.defer(NEW_CANDIDATES, new_candidates_limit(caller), opened)
+            ctx.deps.budget.charge_later(caller, opened)
     by_uuid = {row["signal_uuid"]: row for row in stored}
     for p in batch.pending:
         row = by_uuid.get(p.row.signal_uuid)

@@ -1,0 +1,41 @@
+"""The services, built once per app and kept under one key (state.SERVICES): a handler
+takes the one it needs instead of assembling it from the app's resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from . import state
+from .services.budgets import ApprovalCaps, NewCandidateBudget
+from .services.feed import FeedContext
+from .services.publishing import Publishing
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    publishing: Publishing
+    feed: FeedContext
+
+
+def build(app: web.Application) -> Services:
+    """Once the app's pool, limiter and feed listener are up (app.py)."""
+    limiter = app[state.LIMITER]
+    return Services(
+        publishing=Publishing(
+            pool=app[state.POOL],
+            directory=app[state.DIRECTORY],
+            budget=NewCandidateBudget(limiter),
+            caps=ApprovalCaps(limiter),
+            metrics=app[state.METRICS],
+            policy=app[state.CONFIG].policy,
+        ),
+        feed=FeedContext(
+            pool=app[state.POOL],
+            notifier=app[state.NOTIFIER],
+            mac_key=app[state.CURSOR_KEY],
+            metrics=app[state.METRICS],
+            reads=app[state.FEED_READS],
+        ),
+    )

@@ -1,0 +1,183 @@
+"""The real hub on a free port for schemathesis, with a tenant, a node and tokens.
+
+Schemathesis sends real HTTP with `requests` from the test's thread, so the hub
+runs in a thread of its own (its own event loop) on a fresh database copied from
+the run's template and a Redis key space of its own; it is stopped and the
+database dropped after the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+from typing import Any
+
+import pytest
+import requests
+from aiohttp import web
+
+from honeymesh_client.protocol.keys import NodeKey
+from honeymesh_client.protocol.signing import sign_request
+from honeymesh_hub.app import create_app
+from honeymesh_hub.config import Config
+from tests.conftest import Services, _admin_execute, _quote_ident, dsn_with_database, run_async
+from tests.integration.conftest import make_admin_token
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _HubThread:
+    """create_app served by aiohttp's AppRunner on a private loop in a daemon thread."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(60)
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(create_app(self._config), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.listen_host, self._config.listen_port)
+        await site.start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+
+
+@dataclass
+class FuzzHub:
+    """The hub under fuzzing and the credentials its routes need."""
+
+    base_url: str
+    admin_token: str
+    reviewer_token: str = ""
+    tenant_id: str = ""
+    node_id: str = ""
+    node_key: NodeKey = field(default_factory=NodeKey.generate)
+    # Each request comes "through the proxy" from an address of its own (198.18.0.0/15,
+    # RFC 2544 benchmarking space), so failing-auth cases never add up to the
+    # per-address failed-auth limit of PROTOCOL.md section 9.
+    _addresses: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def next_address(self) -> str:
+        n = next(self._addresses) % (1 << 17)
+        return f"198.{18 + (n >> 16)}.{(n >> 8) & 0xFF}.{n & 0xFF}"
+
+    def admin(self, method: str, path: str, body: Any) -> Any:
+        resp = requests.request(
+            method,
+            self.base_url + path,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {self.admin_token}",
+                "X-Forwarded-For": self.next_address(),
+            },
+            timeout=30,
+        )
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def enroll(self) -> None:
+        token = self.admin(
+            "POST",
+            f"/v1/admin/tenants/{self.tenant_id}/enrollment-tokens",
+            {"ttl_seconds": 3600, "max_uses": 1},
+        )["token"]
+        body = json.dumps(
+            {"token": token, "public_key": self.node_key.public_b64, "name": "fuzz"}
+        ).encode()
+        headers = sign_request(self.node_key, "POST", "/v1/nodes/enroll", "", body)
+        headers["Content-Type"] = "application/json"
+        headers["X-Forwarded-For"] = self.next_address()
+        resp = requests.post(
+            self.base_url + "/v1/nodes/enroll", data=body, headers=headers, timeout=30
+        )
+        assert resp.status_code == 201, resp.text
+        self.node_id = resp.json()["node_id"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_database(services: Services, template_db: str) -> Iterator[str]:
+    """A fresh migrated database for the module (the function-scoped one would restart
+    the hub for every operation)."""
+    name = f"hm_fuzz_{uuid.uuid4().hex[:12]}"
+    quoted = _quote_ident(name)
+    run_async(
+        _admin_execute(
+            services.pg_admin_dsn, f"CREATE DATABASE {quoted} TEMPLATE {_quote_ident(template_db)}"
+        )
+    )
+    try:
+        yield dsn_with_database(services.pg_admin_dsn, name)
+    finally:
+        run_async(
+            _admin_execute(services.pg_admin_dsn, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        )
+
+
+@pytest.fixture(scope="module")
+def fuzz_hub(services: Services, fuzz_database: str) -> Iterator[FuzzHub]:
+    """The hub with a pro tenant (mesh feature), one enrolled node, admin and reviewer."""
+    from honeymesh_hub.clock import system_clock
+
+    port = _free_port()
+    prefix = f"hmt:{uuid.uuid4().hex[:8]}:"
+    config = Config(
+        database_url=fuzz_database,
+        redis_url=services.redis_url,
+        redis_prefix=prefix,
+        listen_port=port,
+        identity_cache_seconds=0.0,
+        trusted_proxies=(ip_network("127.0.0.1/32"),),
+    )
+    thread = _HubThread(config)
+    thread.start()
+    try:
+        hub = FuzzHub(
+            base_url=f"http://127.0.0.1:{port}",
+            admin_token=run_async(make_admin_token(fuzz_database, system_clock)),
+        )
+        hub.tenant_id = hub.admin("POST", "/v1/admin/tenants", {"name": "fuzz", "plan": "pro"})[
+            "tenant_id"
+        ]
+        hub.enroll()
+        hub.reviewer_token = hub.admin(
+            "POST", "/v1/admin/tokens", {"role": "reviewer", "scope": "mesh", "name": "fuzz"}
+        )["token"]
+        yield hub
+    finally:
+        thread.stop()
+        _drop_redis_keys(services.redis_url, prefix)
+
+
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()

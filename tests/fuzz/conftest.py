@@ -13,6 +13,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pytest
 import requests
 from aiohttp import web
 
+from honeymesh_client.protocol.dsse import build_envelope
 from honeymesh_client.protocol.keys import NodeKey
 from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub.app import create_app
@@ -75,6 +77,11 @@ class FuzzHub:
     tenant_id: str = ""
     node_id: str = ""
     node_key: NodeKey = field(default_factory=NodeKey.generate)
+    # Real ids by path template and parameter name, which the fuzzer uses for some of
+    # its cases so that routes on one resource get past 404. They name spare
+    # resources (a second tenant, node, token ...), never the ones the fuzzing signs
+    # or authenticates with, since a fuzzed PATCH may suspend or a DELETE revoke them.
+    path_ids: dict[str, dict[str, str]] = field(default_factory=dict)
     # Each request comes "through the proxy" from an address of its own (198.18.0.0/15,
     # RFC 2544 benchmarking space), so failing-auth cases never add up to the
     # per-address failed-auth limit of PROTOCOL.md section 9.
@@ -98,23 +105,84 @@ class FuzzHub:
         assert resp.status_code == 201, resp.text
         return resp.json()
 
-    def enroll(self) -> None:
+    def signed(self, key: NodeKey, method: str, path: str, body: Any) -> requests.Response:
+        data = json.dumps(body).encode() if body is not None else None
+        target, _, query = path.partition("?")
+        headers = sign_request(key, method, target, query, data)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        headers["X-Forwarded-For"] = self.next_address()
+        return requests.request(
+            method, self.base_url + path, data=data, headers=headers, timeout=30
+        )
+
+    def enroll(self, tenant_id: str, key: NodeKey) -> str:
         token = self.admin(
             "POST",
-            f"/v1/admin/tenants/{self.tenant_id}/enrollment-tokens",
+            f"/v1/admin/tenants/{tenant_id}/enrollment-tokens",
             {"ttl_seconds": 3600, "max_uses": 1},
         )["token"]
-        body = json.dumps(
-            {"token": token, "public_key": self.node_key.public_b64, "name": "fuzz"}
-        ).encode()
-        headers = sign_request(self.node_key, "POST", "/v1/nodes/enroll", "", body)
-        headers["Content-Type"] = "application/json"
-        headers["X-Forwarded-For"] = self.next_address()
-        resp = requests.post(
-            self.base_url + "/v1/nodes/enroll", data=body, headers=headers, timeout=30
-        )
+        body = {"token": token, "public_key": key.public_b64, "name": "fuzz"}
+        resp = self.signed(key, "POST", "/v1/nodes/enroll", body)
         assert resp.status_code == 201, resp.text
-        self.node_id = resp.json()["node_id"]
+        node_id: str = resp.json()["node_id"]
+        return node_id
+
+    def make_spares(self) -> None:
+        """A second tenant, node, tokens, an allowlist entry and a candidate, for path_ids."""
+        tenant = self.admin("POST", "/v1/admin/tenants", {"name": "spare", "plan": "pro"})
+        spare_tenant = tenant["tenant_id"]
+        enrollment = self.admin(
+            "POST", f"/v1/admin/tenants/{spare_tenant}/enrollment-tokens", {"max_uses": 1}
+        )
+        spare_key = NodeKey.generate()
+        spare_node = self.enroll(self.tenant_id, spare_key)
+        token = self.admin(
+            "POST", "/v1/admin/tokens", {"role": "reviewer", "scope": "mesh", "name": "spare"}
+        )
+        entry = self.admin(
+            "POST", "/v1/admin/allowlist", {"cidr": "192.0.2.0/24", "reason": "fuzz"}
+        )
+        payload = {
+            "v": 1,
+            "id": str(uuid.uuid4()),
+            "node_id": self.node_id,
+            "observed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "indicator": {"type": "ip", "value": "203.0.113.7"},
+            "scenario": "redis/unauthenticated-config-set",
+            "action": "blocked",
+            "mode": "enforce",
+            "confidence": 80,
+            "ttl_seconds": 3600,
+            "share": "mesh",
+        }
+        envelope = build_envelope(self.node_key, json.dumps(payload).encode())
+        resp = self.signed(self.node_key, "POST", "/v1/signals", {"envelopes": [envelope]})
+        assert resp.status_code == 202, resp.text
+        resp = requests.get(
+            self.base_url + "/v1/review/candidates",
+            headers={
+                "Authorization": f"Bearer {self.reviewer_token}",
+                "X-Forwarded-For": self.next_address(),
+            },
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        candidate = resp.json()["candidates"][0]["id"]
+        tenant_path = "/v1/admin/tenants/{tenant_id}"
+        self.path_ids = {
+            tenant_path: {"tenant_id": spare_tenant},
+            tenant_path + "/enrollment-tokens": {"tenant_id": spare_tenant},
+            "/v1/admin/enrollment-tokens/{token_id}": {"token_id": enrollment["token_id"]},
+            "/v1/admin/tokens/{token_id}": {"token_id": token["token_id"]},
+            "/v1/admin/nodes/{node_id}": {"node_id": spare_node},
+            "/v1/admin/nodes/{node_id}/revoke": {"node_id": spare_node},
+            "/v1/admin/allowlist/{entry_id}": {"entry_id": entry["entry_id"]},
+            "/v1/keys/{keyid}": {"keyid": spare_key.keyid},
+            "/v1/review/candidates/{id}": {"id": candidate},
+            "/v1/review/candidates/{id}/claim": {"id": candidate},
+            "/console/{name}": {"name": "index.html"},
+        }
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +229,11 @@ def fuzz_hub(services: Services, fuzz_database: str) -> Iterator[FuzzHub]:
         hub.tenant_id = hub.admin("POST", "/v1/admin/tenants", {"name": "fuzz", "plan": "pro"})[
             "tenant_id"
         ]
-        hub.enroll()
+        hub.node_id = hub.enroll(hub.tenant_id, hub.node_key)
         hub.reviewer_token = hub.admin(
             "POST", "/v1/admin/tokens", {"role": "reviewer", "scope": "mesh", "name": "fuzz"}
         )["token"]
+        hub.make_spares()
         yield hub
     finally:
         thread.stop()

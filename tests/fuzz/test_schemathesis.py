@@ -24,7 +24,8 @@ and a fixed number of examples per operation, no stateful phase (about 15 s).
 Enrollments and key rotations carry a real fresh key (and proof), put in place of
 the generated one by `_Credentials`, since a made-up key has no private half. Not
 run: negative_data_rejection, ignored_auth and the stateful phase (link-driven
-sequences); path ids are random, so routes on one resource mostly answer 404.
+sequences). Path ids are random or, in some cases, those of spare resources
+(`FuzzHub.path_ids`), so routes on one resource are also fuzzed past 404.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 import requests
 import schemathesis
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import (
@@ -57,12 +59,15 @@ SEED = 9421
 # Schema-valid requests the hub may still refuse with 400/422, for what no JSON Schema
 # can say, by operation and the refusal's pointer: an opaque cursor the hub did not
 # issue (MAC-checked, PROTOCOL.md sections 7 and 8), a CIDR with host bits set, a
-# reviewer scope naming no tenant. Any other refusal of a schema-valid request fails.
+# reviewer scope naming no tenant, more uses than the tenant's max_nodes. Any other
+# refusal of a schema-valid request fails.
 SEMANTIC_REFUSALS: dict[str, set[str]] = {
     "addAllowlist": {"/cidr"},
     "listCandidates": {"/query/after"},
     "feed": {"/query/cursor"},
     "createToken": {"/scope"},
+    # At most the tenant's effective max_nodes, a per-tenant limit (x-decisions).
+    "createEnrollmentToken": {"/max_uses"},
 }
 
 
@@ -183,10 +188,22 @@ def _with_new_key(body: bytes | None, key: NodeKey, proof_of: bytes | None) -> b
 # Loaded at import (no server needed); the hub's address is given per call. (The lazy
 # `schemathesis.pytest.from_fixture` loader breaks on pytest 9: it renames `_nodeid`.)
 schema = schemathesis.openapi.from_path(SCHEMA_PATH, config=CONFIG)
+# The ids of the module's hub, for `flatmap_path_parameters` (set by `test_api`).
+PATH_IDS: dict[str, dict[str, str]] = {}
+
+
+@schema.hook
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
+    """Some cases name a real resource (FuzzHub.path_ids), so they get past 404."""
+    real = PATH_IDS.get(context.operation.path)
+    if not real or not isinstance(path_parameters, dict):
+        return st.just(path_parameters)
+    return st.sampled_from([path_parameters, {**path_parameters, **real}])
 
 
 @schema.parametrize()
 def test_api(case: Any, fuzz_hub: FuzzHub) -> None:
+    PATH_IDS.update(fuzz_hub.path_ids)
     session = requests.Session()
     session.auth = credentials = _Credentials(fuzz_hub, case.operation)
     try:

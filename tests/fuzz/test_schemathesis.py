@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +54,30 @@ from honeymesh_client.protocol.signing import sign_request
 from tests.fuzz.conftest import FuzzHub
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml"
-MAX_EXAMPLES = 15
-SEED = 9421
+# Fixed for make test; HONEYMESH_FUZZ_EXAMPLES / HONEYMESH_FUZZ_SEED for a longer or
+# other search by hand.
+MAX_EXAMPLES = int(os.environ.get("HONEYMESH_FUZZ_EXAMPLES", "15"))
+SEED = int(os.environ.get("HONEYMESH_FUZZ_SEED", "9421"))
 
 
 # Schema-valid requests the hub may still refuse with 400/422, for what no JSON Schema
 # can say, by operation and the refusal's pointer: an opaque cursor the hub did not
 # issue (MAC-checked, PROTOCOL.md sections 7 and 8), a CIDR with host bits set, a
-# reviewer scope naming no tenant, more uses than the tenant's max_nodes. Any other
-# refusal of a schema-valid request fails.
-SEMANTIC_REFUSALS: dict[str, set[str]] = {
-    "addAllowlist": {"/cidr"},
-    "listCandidates": {"/query/after"},
-    "feed": {"/query/cursor"},
-    "createToken": {"/scope"},
+# reviewer scope naming no tenant, more uses than the tenant's max_nodes, a time the
+# schema's pattern admits that is no calendar day (30 February) or leaves 1970 to 9998
+# once moved to UTC, a token expiry in the past. Any other refusal of a schema-valid
+# request fails.
+_TIME = "^(not an RFC 3339 time|must be between 1970 and 9999|must be in the future)$"
+SEMANTIC_REFUSALS: dict[str, dict[str, str]] = {
+    # operationId: {pointer: what the detail says (a regular expression)}
+    "addAllowlist": {"/cidr": ""},
+    "listCandidates": {"/query/after": ""},
+    "feed": {"/query/cursor": ""},
+    "createToken": {"/scope": "^no such tenant$", "/expires_at": _TIME},
     # At most the tenant's effective max_nodes, a per-tenant limit (x-decisions).
-    "createEnrollmentToken": {"/max_uses"},
+    "createEnrollmentToken": {"/max_uses": "max_nodes"},
+    "createTenant": {"/expires_at": _TIME},
+    "patchTenant": {"/expires_at": _TIME},
 }
 
 
@@ -78,17 +88,20 @@ def schema_valid_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
         return positive_data_acceptance(ctx, response, case)
     except RejectedPositiveData:
         allowed = SEMANTIC_REFUSALS.get(case.operation.definition.raw.get("operationId", ""))
-        if allowed and _pointers(response) <= allowed:
+        if allowed and all(
+            pointer in allowed and re.search(allowed[pointer], detail)
+            for pointer, detail in _errors(response)
+        ):
             return None
         raise
 
 
-def _pointers(response: Any) -> set[str]:
+def _errors(response: Any) -> list[tuple[str, str]]:
     try:
         errors = json.loads(response.content).get("errors") or [{}]
     except (ValueError, AttributeError):
-        return {""}
-    return {str(e.get("pointer", "")) for e in errors}
+        return [("", "")]
+    return [(str(e.get("pointer", "")), str(e.get("detail", ""))) for e in errors]
 
 
 CHECKS = [

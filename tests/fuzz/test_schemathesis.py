@@ -16,16 +16,22 @@ request schemas, each generated request sent to the hub in tests/fuzz/conftest.p
   wall of 429s.
 
 Checks: not_a_server_error (no 5xx but the documented 503), status_code_conformance,
-content_type_conformance, response_schema_conformance (every status and body
-documented) and positive_data_acceptance (a schema-valid request is not refused
-with 400 or 422). Bounded and reproducible: a fixed seed, derandomized Hypothesis
-and a fixed number of examples per operation, no stateful phase (about 15 s).
+content_type_conformance, response_schema_conformance, response_headers_conformance
+(every status, body and header documented), positive_data_acceptance (a schema-valid
+request is not refused with 400 or 422, but for `SEMANTIC_REFUSALS`) and
+negative_data_rejection (a schema-violating one is refused). Bounded and reproducible:
+a fixed seed, derandomized Hypothesis and a fixed number of examples per operation,
+no stateful phase (about 15 s on two cores).
 
-Enrollments and key rotations carry a real fresh key (and proof), put in place of
-the generated one by `_Credentials`, since a made-up key has no private half. Not
-run: negative_data_rejection, ignored_auth and the stateful phase (link-driven
-sequences). Path ids are random or, in some cases, those of spare resources
+Enrollments and key rotations of positive cases carry a real fresh key (and proof),
+put in place of the generated one by `_Credentials`, since a made-up key has no
+private half. Path ids are random or, in some cases, those of spare resources
 (`FuzzHub.path_ids`), so routes on one resource are also fuzzed past 404.
+
+Not run: ignored_auth and missing_required_header (the hook authenticates every
+request, so they would only see it do so; tests/integration/test_signed_requests.py
+and the review and admin tests cover refusals of credentials), and the stateful
+phase (link-driven sequences, open-ended in time).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     positive_data_acceptance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -110,6 +118,8 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     schema_valid_accepted,
+    response_headers_conformance,
+    negative_data_rejection,
 ]
 
 CONFIG = schemathesis.Config.from_dict(
@@ -122,9 +132,19 @@ CONFIG = schemathesis.Config.from_dict(
             "database": "none",
             # U+0000 in a string is refused by design (x-decisions: no-nul-characters).
             "allow-x00": False,
+            # Credentials are `_Credentials`' business, never generated (or mutated).
+            "with-security-parameters": False,
         },
         "phases": {"stateful": {"enabled": False}},
         "suppress-health-check": ["all"],
+        "operations": [
+            {
+                # A batch is 202 with a result per envelope, rejected ones included
+                # (PROTOCOL.md section 6); only a body of the wrong shape is a 4xx.
+                "include-operation-id": "publishSignals",
+                "checks": {"negative_data_rejection": {"expected-statuses": ["202", "4xx"]}},
+            }
+        ],
     }
 )
 
@@ -139,8 +159,9 @@ def _security(operation: Any) -> set[str]:
 class _Credentials(requests.auth.AuthBase):
     """Per operation: RFC 9421 for signed routes, a bearer token for admin and review."""
 
-    def __init__(self, hub: FuzzHub, operation: Any) -> None:
+    def __init__(self, hub: FuzzHub, operation: Any, *, positive: bool) -> None:
         self.hub = hub
+        self.positive = positive
         self.new_key: NodeKey | None = None
         self.path = operation.path
         self.security = _security(operation)
@@ -161,7 +182,9 @@ class _Credentials(requests.auth.AuthBase):
     def _sign(self, r: requests.PreparedRequest) -> None:
         body = r.body.encode() if isinstance(r.body, str) else r.body
         key = self.hub.node_key
-        if self.path == "/v1/nodes/enroll":
+        if not self.positive:
+            pass  # a schema-violating body stays as generated, key material included
+        elif self.path == "/v1/nodes/enroll":
             # Proof of possession: signed by the key it enrolls.
             key = NodeKey.generate()
             body = _with_new_key(body, key, None)
@@ -218,7 +241,11 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
 def test_api(case: Any, fuzz_hub: FuzzHub) -> None:
     PATH_IDS.update(fuzz_hub.path_ids)
     session = requests.Session()
-    session.auth = credentials = _Credentials(fuzz_hub, case.operation)
+    session.auth = credentials = _Credentials(
+        fuzz_hub,
+        case.operation,
+        positive=case.meta is None or case.meta.generation.mode.is_positive,
+    )
     try:
         response = case.call_and_validate(
             base_url=fuzz_hub.base_url, session=session, checks=CHECKS, timeout=30

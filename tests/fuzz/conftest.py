@@ -116,6 +116,20 @@ class FuzzHub:
             method, self.base_url + path, data=data, headers=headers, timeout=30
         )
 
+    def reviewer(self, method: str, path: str, body: Any) -> Any:
+        resp = requests.request(
+            method,
+            self.base_url + path,
+            json=body,
+            headers={
+                "Authorization": f"Bearer {self.reviewer_token}",
+                "X-Forwarded-For": self.next_address(),
+            },
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
     def enroll(self, tenant_id: str, key: NodeKey) -> str:
         token = self.admin(
             "POST",
@@ -143,32 +157,22 @@ class FuzzHub:
         entry = self.admin(
             "POST", "/v1/admin/allowlist", {"cidr": "192.0.2.0/24", "reason": "fuzz"}
         )
-        payload = {
-            "v": 1,
-            "id": str(uuid.uuid4()),
-            "node_id": self.node_id,
-            "observed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "indicator": {"type": "ip", "value": "203.0.113.7"},
-            "scenario": "redis/unauthenticated-config-set",
-            "action": "blocked",
-            "mode": "enforce",
-            "confidence": 80,
-            "ttl_seconds": 3600,
-            "share": "mesh",
-        }
-        envelope = build_envelope(self.node_key, json.dumps(payload).encode())
-        resp = self.signed(self.node_key, "POST", "/v1/signals", {"envelopes": [envelope]})
+        # Two candidates: one left pending (claim, view), one approved (provenance).
+        envelopes = [
+            build_envelope(self.node_key, json.dumps(_signal(self.node_id, value)).encode())
+            for value in ("203.0.113.7", "203.0.113.8")
+        ]
+        resp = self.signed(self.node_key, "POST", "/v1/signals", {"envelopes": envelopes})
         assert resp.status_code == 202, resp.text
-        resp = requests.get(
-            self.base_url + "/v1/review/candidates",
-            headers={
-                "Authorization": f"Bearer {self.reviewer_token}",
-                "X-Forwarded-For": self.next_address(),
-            },
-            timeout=30,
+        listed = self.reviewer("GET", "/v1/review/candidates", None)["candidates"]
+        by_value = {c["indicator"]["value"]: c["id"] for c in listed}
+        candidate, decision = by_value["203.0.113.7"], by_value["203.0.113.8"]
+        decided = self.reviewer(
+            "POST",
+            "/v1/review/decisions",
+            {"decisions": [{"candidate_id": decision, "action": "approve", "reason": "fuzz"}]},
         )
-        assert resp.status_code == 200, resp.text
-        candidate = resp.json()["candidates"][0]["id"]
+        assert decided["results"][0]["state"] == "approved", decided
         tenant_path = "/v1/admin/tenants/{tenant_id}"
         self.path_ids = {
             tenant_path: {"tenant_id": spare_tenant},
@@ -181,8 +185,26 @@ class FuzzHub:
             "/v1/keys/{keyid}": {"keyid": spare_key.keyid},
             "/v1/review/candidates/{id}": {"id": candidate},
             "/v1/review/candidates/{id}/claim": {"id": candidate},
+            "/v1/decisions/{decision_id}/provenance": {"decision_id": decision},
             "/console/{name}": {"name": "index.html"},
         }
+
+
+def _signal(node_id: str, value: str) -> dict[str, Any]:
+    """A valid signal payload (as tests/support.py signal), observed now."""
+    return {
+        "v": 1,
+        "id": str(uuid.uuid4()),
+        "node_id": node_id,
+        "observed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "indicator": {"type": "ip", "value": value},
+        "scenario": "redis/unauthenticated-config-set",
+        "action": "blocked",
+        "mode": "enforce",
+        "confidence": 80,
+        "ttl_seconds": 3600,
+        "share": "mesh",
+    }
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,12 @@ def explain(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str]:
             return f"{pointer}/{escape_token(bad)}", f"a name is at most {longest} characters"
     elif rule == "format":
         return pointer, f"{what} is not an RFC 3339 date-time like 2026-11-24T10:00:00Z"
+    elif rule == "pattern" and definition.get("format") == "date-time":
+        # The pattern of a date-time narrows it to what the hub stores (x-decisions admin-times).
+        return pointer, (
+            f"{what} is not an RFC 3339 date-time of the years 1970 to 9998"
+            " like 2026-11-24T10:00:00Z"
+        )
     elif rule == "const":
         return pointer, f"{what} must be {json.dumps(exc.rule_definition)}"
     elif rule == "type":

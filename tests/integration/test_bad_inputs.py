@@ -291,6 +291,24 @@ SHAPES: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/admin/tokens", {"role": "admin", "name": ["x"]}, "/name"),
     ("POST", "/v1/admin/tokens", {"role": "admin", "name": "x", "token": "hma_x"}, "/token"),
     ("POST", "/v1/admin/tokens", {"role": "reviewer", "name": "x", "scope": 7}, "/scope"),
+    # Found by tests/fuzz: the schema now says what the code refused (x-decisions
+    # body-rules-in-schemas).
+    ("POST", "/v1/admin/tokens", {"role": "admin", "name": "x", "scope": ""}, "/scope"),
+    ("POST", "/v1/admin/tokens", {"role": "reviewer", "name": "x"}, "/scope"),
+    ("POST", "/v1/admin/tokens", {"role": "reviewer", "name": "x", "scope": "{0}"}, "/scope"),
+    (
+        "POST",
+        "/v1/admin/tenants",
+        {"name": "n", "plan": "pro", "expires_at": "0220-07-11T09:44:29Z"},
+        "/expires_at",
+    ),
+    ("PATCH", "/v1/admin/tenants/{tenant}", {"expires_at": "2030-01-01t00:00:00Z"}, "/expires_at"),
+    (
+        "POST",
+        "/v1/admin/tokens",
+        {"role": "admin", "name": "x", "expires_at": "9999-06-01T00:00:00Z"},
+        "/expires_at",
+    ),
     ("POST", "/v1/admin/nodes/{node}/revoke", {"reason": 5}, "/reason"),
     ("POST", "/v1/admin/nodes/{node}/revoke", {"why": "x"}, "/why"),
     ("POST", "/v1/admin/nodes/{node}/revoke", [], ""),

@@ -555,6 +555,18 @@ async def test_reviewer_ttl_sets_and_caps_expiry(hub: Hub) -> None:
     assert row["expires_at"] == row["expiry_cap"] == approved_at + timedelta(seconds=600)
 
 
+@pytest.mark.parametrize("action", ["reject", "retract"])
+async def test_ttl_seconds_only_with_approve(hub: Hub, action: str) -> None:
+    """The decisions schema says so (found by tests/fuzz); refused before any decision."""
+    rev = await hub.reviewer_token()
+    item = {"candidate_id": str(uuid.uuid4()), "action": action, "reason": "r"}
+    reply = await hub.call(
+        "POST", "/v1/review/decisions", {"decisions": [{**item, "ttl_seconds": 600}]}, token=rev
+    )
+    assert reply.status == 422, reply.body
+    assert reply.body["errors"][0]["pointer"] == "/decisions/0/ttl_seconds"
+
+
 async def test_a_batch_answers_each_decision_alone(hub: Hub) -> None:
     node = await hub.enroll()
     tenant_rev = await hub.reviewer_token(node.tenant_id, "t")

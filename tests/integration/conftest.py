@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import devservices  # scripts/, on sys.path through tests/conftest.py
 from honeymesh_hub.app import create_app
 from honeymesh_hub.clock import ManualClock, to_datetime
 from honeymesh_hub.config import Config
@@ -63,3 +65,14 @@ async def hub(
         clock,
         database_url=hub_config.database_url,
     )
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A Redis of the test's own, to stop and start (outages)."""
+    server = devservices.RedisServer(tmp_path / "redis", port=devservices.free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,7 +7,9 @@ an unreachable Redis, no Redis at all).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
@@ -214,3 +216,11 @@ async def tenant_decisions(
     finally:
         await conn.close()
     return [str(r[0]) for r in rows]
+
+
+async def until_redis(hub: Any, wanted: str) -> None:
+    """Until /readyz reports Redis as `wanted` (ok or degraded)."""
+    deadline = time.monotonic() + 10
+    while (await hub.call("GET", "/readyz")).body.get("redis") != wanted:
+        assert time.monotonic() < deadline, f"redis never became {wanted}"
+        await asyncio.sleep(0.05)

@@ -3,36 +3,13 @@ Redis was down is refused as a replay once Redis is back."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 import devservices  # scripts/, on sys.path through tests/conftest.py
 from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub.config import Config
-from tests.integration.foundation import start_hub
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Any]:
-    server = devservices.RedisServer(tmp_path / "redis", port=devservices.free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-async def _until_redis(hub: Any, state: str) -> None:
-    deadline = time.monotonic() + 10
-    while (await hub.call("GET", "/readyz")).body.get("redis") != state:
-        assert time.monotonic() < deadline, f"redis never became {state}"
-        await asyncio.sleep(0.05)
+from tests.integration.foundation import start_hub, until_redis
 
 
 async def test_replay_refused_after_redis_comes_back(
@@ -42,12 +19,12 @@ async def test_replay_refused_after_redis_comes_back(
     hub = await start_hub(aiohttp_client, config, clock)
     node = await hub.enroll()
     own_redis.stop()
-    await _until_redis(hub, "degraded")
+    await until_redis(hub, "degraded")
     headers = sign_request(node.key, "GET", "/v1/nodes/self", "", None, created=int(clock()))
     first = await hub.client.get("/v1/nodes/self", headers=headers)
     assert first.status == 200
     own_redis.start()
-    await _until_redis(hub, "ok")
+    await until_redis(hub, "ok")
     replay = await hub.client.get("/v1/nodes/self", headers=headers)
     assert replay.status == 401
     assert (await replay.json())["code"] == "replayed_request"
@@ -64,7 +41,7 @@ async def test_replay_refused_when_captured_just_before_redis_failed(
     first = await hub.client.get("/v1/nodes/self", headers=headers)
     assert first.status == 200
     own_redis.stop()
-    await _until_redis(hub, "degraded")
+    await until_redis(hub, "degraded")
     replay = await hub.client.get("/v1/nodes/self", headers=headers)
     assert replay.status == 401
     assert (await replay.json())["code"] == "replayed_request"
@@ -81,7 +58,7 @@ async def test_replay_refused_across_a_healthy_and_a_degraded_replica(
     degraded = await start_hub(
         aiohttp_client, dataclasses.replace(hub_config, redis_url=dead), clock
     )
-    await _until_redis(degraded, "degraded")
+    await until_redis(degraded, "degraded")
     node = await healthy.enroll()
     for first, second in ((healthy, degraded), (degraded, healthy)):
         headers = sign_request(node.key, "GET", "/v1/nodes/self", "", None, created=int(clock()))

@@ -5,39 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-import devservices  # scripts/, on sys.path through tests/conftest.py
 from honeymesh_hub import state
 from honeymesh_hub.clock import ManualClock
 from honeymesh_hub.config import Config
 from honeymesh_hub.metrics import Metrics
 from honeymesh_hub.redisconn import RedisGate
 from tests.conftest import Services
-from tests.integration.foundation import AiohttpClient, start_hub
-from tests.support import Hub, Node
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Any]:
-    server = devservices.RedisServer(tmp_path / "redis", port=devservices.free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-async def _until_redis(hub: Hub, wanted: str) -> None:
-    deadline = time.monotonic() + 10
-    while (await hub.call("GET", "/readyz")).body.get("redis") != wanted:
-        assert time.monotonic() < deadline, f"redis never became {wanted}"
-        await asyncio.sleep(0.05)
+from tests.integration.foundation import AiohttpClient, start_hub, until_redis
+from tests.support import Node
 
 
 async def _cursor(node: Node) -> str:
@@ -65,11 +42,11 @@ async def test_waiters_across_redis_outages_keep_the_cap_and_never_lock_out(
     held = [_wait(node, cursor, 1) for _ in range(2)]
     await asyncio.wait_for(notifier.until_waiting(2), 10)
     own_redis.stop()
-    await _until_redis(hub, "degraded")
+    await until_redis(hub, "degraded")
     for task in held:
         assert (await task).status == 200
     own_redis.start()
-    await _until_redis(hub, "ok")
+    await until_redis(hub, "ok")
     await asyncio.sleep(3.5)
     reply = await node.request("GET", f"/v1/feed?wait=1&cursor={cursor}")
     assert reply.status == 200, reply.body
@@ -77,11 +54,11 @@ async def test_waiters_across_redis_outages_keep_the_cap_and_never_lock_out(
     # A waiter that starts while Redis is down and ends once it is back does not lift
     # the cap: a third concurrent waiter is still refused.
     own_redis.stop()
-    await _until_redis(hub, "degraded")
+    await until_redis(hub, "degraded")
     lone = _wait(node, cursor, 2)
     await asyncio.wait_for(notifier.until_waiting(1), 10)
     own_redis.start()
-    await _until_redis(hub, "ok")
+    await until_redis(hub, "ok")
     assert (await lone).status == 200
     held = [_wait(node, cursor, 5) for _ in range(2)]
     await asyncio.wait_for(notifier.until_waiting(2), 10)
@@ -91,7 +68,7 @@ async def test_waiters_across_redis_outages_keep_the_cap_and_never_lock_out(
 
     # While Redis is down the cap holds per process too.
     own_redis.stop()
-    await _until_redis(hub, "degraded")
+    await until_redis(hub, "degraded")
     notifier.wake_all()
     for task in held:
         assert (await task).status == 200

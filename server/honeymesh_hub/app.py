@@ -21,7 +21,7 @@ from .middleware import hub_middleware
 from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
-from .services import admin, expiry
+from .services import allowlist, expiry
 from .services.feed import SharedReads
 from .store import feed as feed_store
 from .store import nonces as nonce_store
@@ -65,7 +65,7 @@ async def seed_public_addresses(pool: Any, nets: Sequence[IPNetwork], now: datet
     at every start like an operator's entry, audited, and retracting what they cover.
     A range already listed is left as it is."""
     for net in nets:
-        await admin.allowlist(pool, net, "hub public address", now, "hub")
+        await allowlist.allowlist(pool, net, "hub public address", now, "hub")
 
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
 from honeymesh_hub import state as app_state
+from honeymesh_hub.app import seed_public_addresses
 from honeymesh_hub.clock import to_datetime
-from honeymesh_hub.services import admin, decisions
+from honeymesh_hub.services import allowlist, decisions
 from honeymesh_hub.services.expiry import sweep
 from honeymesh_hub.store import allowlist as allowlist_store
 from tests.support import Hub, Node, publish, signal
@@ -94,7 +94,7 @@ async def test_an_approve_racing_an_allowlist_add_is_a_conflict(hub: Hub) -> Non
     cid = await _candidate(node, "203.0.113.41")
     await _decide(hub, rev, cid, "approve")
     await _decide(hub, rev, cid, "retract")
-    net = admin.parse_cidr("203.0.113.41")
+    net = allowlist.parse_cidr("203.0.113.41")
     now = to_datetime(hub.now())
     conn = await asyncpg.connect(hub.database_url)
     try:
@@ -130,7 +130,9 @@ async def test_a_candidate_opened_unseen_by_an_allowlist_add_is_rejected(hub: Hu
             now,
         )
         adding = asyncio.ensure_future(
-            admin.allowlist(pool, admin.parse_cidr("203.0.113.0/24"), "ours", now, "admin:t")
+            allowlist.allowlist(
+                pool, allowlist.parse_cidr("203.0.113.0/24"), "ours", now, "admin:t"
+            )
         )
         await _wait_for_first_pass(hub.database_url)
         assert not adding.done()  # waiting for the older publisher
@@ -167,7 +169,7 @@ async def test_publishes_racing_allowlist_adds_never_leave_a_covered_candidate_o
 
     async def adds() -> None:
         for i in range(1, 41, 4):
-            await _allowlist(hub, f"198.51.100.{i}/32".replace("/32", ""))
+            await _allowlist(hub, f"198.51.100.{i}")
 
     await asyncio.gather(publishes(), adds())
     conn = await asyncpg.connect(hub.database_url)
@@ -189,18 +191,17 @@ async def test_the_hubs_own_addresses_are_listed_at_start_retracting_what_they_c
     cid = await _candidate(node, "198.51.100.200")
     assert (await _decide(hub, rev, cid, "approve"))["status"] == "applied"
     pool = hub.client.app[app_state.POOL]
-    config = hub.client.app[app_state.CONFIG]
-    from honeymesh_hub.app import seed_public_addresses
 
     await seed_public_addresses(
-        pool, (admin.parse_cidr("198.51.100.200"),), to_datetime(hub.now()) + timedelta(0)
+        pool, (allowlist.parse_cidr("198.51.100.200"),), to_datetime(hub.now())
     )
     assert await _state(hub, cid) == "retracted"
     audit = await hub.call("GET", "/v1/admin/audit")
     actions = [(e["action"], e["actor"]) for e in audit.body["entries"]]
     assert ("allowlist.add", "hub") in actions
     # Idempotent at every start: listed once, audited once.
-    await seed_public_addresses(pool, (admin.parse_cidr("198.51.100.200"),), to_datetime(hub.now()))
+    await seed_public_addresses(
+        pool, (allowlist.parse_cidr("198.51.100.200"),), to_datetime(hub.now())
+    )
     audit = await hub.call("GET", "/v1/admin/audit")
     assert [e["action"] for e in audit.body["entries"]].count("allowlist.add") == 1
-    del config

@@ -7,7 +7,7 @@ from aiohttp import web
 from .. import state
 from ..auth import authenticate_token
 from ..bodies import check, json_body, parse_json, read_body
-from ..services import admin
+from ..services import admin, allowlist
 from .common import json_response, now, page_limit, path_uuid, query_int, query_uuid
 
 routes = web.RouteTableDef()
@@ -132,14 +132,14 @@ async def patch_node(request: web.Request) -> web.Response:
 @routes.get("/v1/admin/allowlist")
 async def list_allowlist(request: web.Request) -> web.Response:
     await _admin(request)
-    return json_response(await admin.list_allowlist(request.app[state.POOL]))
+    return json_response(await allowlist.list_allowlist(request.app[state.POOL]))
 
 
 @routes.post("/v1/admin/allowlist")
 async def add_allowlist(request: web.Request) -> web.Response:
     actor = await _admin(request)
     body = await json_body(request, "allowlist-create")
-    result = await admin.add_allowlist(request.app[state.POOL], now(request), actor, body)
+    result = await allowlist.add_allowlist(request.app[state.POOL], now(request), actor, body)
     return json_response(result, status=201)
 
 
@@ -147,7 +147,7 @@ async def add_allowlist(request: web.Request) -> web.Response:
 async def delete_allowlist(request: web.Request) -> web.Response:
     actor = await _admin(request)
     entry_id = path_uuid(request, "entry_id", "allowlist entry")
-    await admin.delete_allowlist(request.app[state.POOL], now(request), actor, entry_id)
+    await allowlist.delete_allowlist(request.app[state.POOL], now(request), actor, entry_id)
     return web.Response(status=204)
 
 

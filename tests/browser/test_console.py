@@ -322,11 +322,16 @@ async def test_filters_order_and_paging(live_hub: tuple[Hub, str], console: Cons
 
 
 async def test_bad_token_shows_a_clear_message(live_hub: tuple[Hub, str], console: Console) -> None:
+    await console.open()
+    # The login page shows no status strip: `hidden` wins over its display:flex.
+    await expect(console.page.locator("#status")).to_be_hidden()
+    await expect(console.page.locator("#nav")).to_be_hidden()
     await console.login("hmr_not-a-real-token")
     await expect(console.page.get_by_role("alert")).to_have_text(
         "This token is not valid: it is unknown, revoked or expired."
     )
     await expect(console.page.locator("#queue-view")).to_be_hidden()
+    await expect(console.page.locator("#status")).to_be_hidden()
     assert await console.page.evaluate("sessionStorage.length") == 0
     console.allow_http_error(401)
 

@@ -54,8 +54,8 @@ class StoreGroups:
     ) -> None:
         self._pool = pool
         self._qualify = qualify_confidence
-        self._max_size = max_size
-        self._max_wait = max_wait
+        self.max_size = max_size
+        self.max_wait = max_wait
         self._queue: list[_Waiting] = []
         self._size = 0  # envelopes queued
         self._timer: asyncio.TimerHandle | None = None
@@ -69,10 +69,10 @@ class StoreGroups:
         waiting = _Waiting(part, loop.create_future())
         self._queue.append(waiting)
         self._size += len(part.rows)
-        if self._size >= self._max_size or self._inflight == 0:
+        if self._size >= self.max_size or self._inflight == 0:
             self._flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self._max_wait, self._flush)
+            self._timer = loop.call_later(self.max_wait, self._flush)
         return await waiting.future
 
     def _flush(self) -> None:

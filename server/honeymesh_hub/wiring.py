@@ -10,6 +10,7 @@ from aiohttp import web
 from . import state
 from .services.budgets import ApprovalCaps, NewCandidateBudget
 from .services.feed import FeedContext
+from .services.groupcommit import StoreGroups
 from .services.publishing import Publishing
 
 
@@ -30,6 +31,9 @@ def build(app: web.Application) -> Services:
             caps=ApprovalCaps(limiter),
             metrics=app[state.METRICS],
             policy=app[state.CONFIG].policy,
+            groups=StoreGroups(
+                app[state.POOL], app[state.CONFIG].policy.corroboration_min_confidence
+            ),
         ),
         feed=FeedContext(
             pool=app[state.POOL],

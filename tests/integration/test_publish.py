@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import asyncpg
@@ -219,3 +220,163 @@ async def test_resend_after_a_crash_before_policy_makes_the_moves(hub: Hub) -> N
     [cand] = await _rows(hub, "SELECT state, origin FROM candidates")
     assert (cand["state"], cand["origin"]) == ("approved", "trusted")
     assert json.loads(base64.b64decode(env["payload"]))["id"] == payload["id"]
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+def _row(node: Node, value: str, *, confidence: int = 50, signal_id: str | None = None) -> Any:
+    import ipaddress
+    import uuid
+    from datetime import UTC, datetime
+
+    from honeymesh_hub.store.signals import SignalRow
+
+    return SignalRow(
+        signal_uuid=uuid.UUID(signal_id) if signal_id else uuid.uuid4(),
+        keyid=node.key.keyid,
+        indicator_type="ip",
+        indicator_value=value,
+        network=ipaddress.ip_network(f"{value}/32"),
+        scope="mesh",
+        scope_tenant_id=None,
+        scope_key="mesh",
+        payload=b"{}",
+        sig=b"s",
+        scenario="ssh/brute",
+        confidence=confidence,
+        ttl_seconds=600,
+        observed_at=datetime.now(UTC),
+    )
+
+
+def _part(node: Node, *rows: Any, node_id: str | None = None) -> Any:
+    import uuid
+    from datetime import UTC, datetime
+
+    from honeymesh_hub.store.signals import StorePart
+
+    return StorePart(
+        list(rows), uuid.UUID(node_id or node.node_id), uuid.UUID(node.tenant_id), datetime.now(UTC)
+    )
+
+
+def _groups(hub: Hub, size: int) -> Any:
+    """A gatherer on the hub's pool that flushes only at `size` envelopes (or when the
+    statement in flight ends): gathering 1 + `size` stores makes the first go alone (the
+    gatherer was idle) and the other `size` exactly one group, with no timing involved."""
+    from honeymesh_hub import state
+    from honeymesh_hub.services.groupcommit import StoreGroups
+
+    return StoreGroups(hub.client.app[state.POOL], 70, max_size=size, max_wait=3600.0)
+
+
+async def test_group_of_many_nodes_stores_each_its_own_rows_with_exact_counts(hub: Hub) -> None:
+    t1, t2 = await hub.tenant(), await hub.tenant()
+    nodes = [await hub.enroll(t1 if i % 2 else t2) for i in range(6)]
+    groups = _groups(hub, 12)
+    # Each node: one signal on a shared indicator, one on its own; the lead store alone.
+    parts = [_part(nodes[0], _row(nodes[0], "198.51.100.9"))] + [
+        _part(n, _row(n, value, confidence=90))
+        for i, n in enumerate(nodes)
+        for value in ("203.0.113.50", f"203.0.113.{60 + i}")
+    ]
+    stored = await asyncio.gather(*(groups.store(p) for p in parts))
+    for part, rows in zip(parts, stored, strict=True):
+        assert [(r["node_id"], r["signal_uuid"]) for r in rows] == [
+            (part.node_id, part.rows[0].signal_uuid)
+        ]
+    [shared] = await _rows(
+        hub,
+        "SELECT reporters, tenants, signal_count FROM candidates WHERE indicator_value = $1",
+        "203.0.113.50",
+    )
+    assert (shared["reporters"], shared["tenants"], shared["signal_count"]) == (6, 2, 6)
+    reporters = await _rows(
+        hub,
+        "SELECT count(*) AS n, count(qualified_at) AS q FROM candidate_reporters"
+        " WHERE indicator_value = $1",
+        "203.0.113.50",
+    )
+    assert (reporters[0]["n"], reporters[0]["q"]) == (6, 6)
+    assert len(await _rows(hub, "SELECT 1 FROM signals")) == len(parts)
+
+
+async def test_duplicate_racing_within_a_group_is_one_accepted_one_duplicate(hub: Hub) -> None:
+    node, other = await hub.enroll(), await hub.enroll()
+    groups = _groups(hub, 3)
+    same = str(__import__("uuid").uuid4())
+    parts = [
+        _part(other, _row(other, "198.51.100.9")),
+        _part(node, _row(node, "203.0.113.70", signal_id=same)),
+        _part(node, _row(node, "203.0.113.70", signal_id=same)),
+        _part(other, _row(other, "203.0.113.70", signal_id=same)),  # another node's id
+    ]
+    stored = await asyncio.gather(*(groups.store(p) for p in parts))
+    assert [len(rows) for rows in stored] == [1, 1, 0, 1]
+    [cand] = await _rows(
+        hub, "SELECT reporters, signal_count FROM candidates WHERE indicator_value = '203.0.113.70'"
+    )
+    assert (cand["reporters"], cand["signal_count"]) == (2, 2)
+
+
+async def test_a_failing_group_is_stored_one_request_at_a_time(hub: Hub) -> None:
+    import uuid
+
+    nodes = [await hub.enroll() for _ in range(3)]
+    groups = _groups(hub, 3)
+    bad = _part(nodes[1], _row(nodes[1], "203.0.113.80"), node_id=str(uuid.uuid4()))
+    parts = [
+        _part(nodes[0], _row(nodes[0], "198.51.100.9")),
+        _part(nodes[0], _row(nodes[0], "203.0.113.80")),
+        bad,  # no such node: the group's statement fails, and then this one alone
+        _part(nodes[2], _row(nodes[2], "203.0.113.80")),
+    ]
+    stored = await asyncio.gather(*(groups.store(p) for p in parts), return_exceptions=True)
+    assert isinstance(stored[2], asyncpg.ForeignKeyViolationError)
+    assert [len(r) for i, r in enumerate(stored) if i != 2] == [1, 1, 1]
+    [cand] = await _rows(
+        hub, "SELECT reporters, signal_count FROM candidates WHERE indicator_value = '203.0.113.80'"
+    )
+    assert (cand["reporters"], cand["signal_count"]) == (2, 2)
+
+
+async def test_concurrent_single_publishes_from_many_nodes_all_answer_their_own(hub: Hub) -> None:
+    tenants = [await hub.tenant() for _ in range(3)]
+    nodes = [await hub.enroll(tenants[i % 3]) for i in range(8)]
+    payloads = [signal(n, "203.0.113.90" if i else "203.0.113.100") for i, n in enumerate(nodes)]
+    bad = envelope(nodes[5], payloads[5])
+    bad["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+    again = signal(nodes[3], "198.51.100.33")
+
+    async def send(i: int) -> Any:
+        node = nodes[i]
+        if i == 5:
+            return await node.request("POST", "/v1/signals", {"envelopes": [bad]})
+        if i == 3:  # the same (node, id) twice at once: one accepted, one duplicate
+            return await asyncio.gather(publish(node, again), publish(node, again))
+        return await publish(node, payloads[i])
+
+    replies = await asyncio.gather(*(send(i) for i in range(len(nodes))))
+    for i, reply in enumerate(replies):
+        if i == 3:
+            statuses = sorted(r.body["results"][0]["status"] for r in reply)
+            assert statuses == ["accepted", "duplicate"]
+            continue
+        assert reply.status == 202, reply.body
+        [result] = reply.body["results"]
+        if i == 5:
+            assert result["error"]["code"] == "invalid_envelope_signature"
+        else:
+            assert (result["status"], result["id"]) == ("accepted", payloads[i]["id"])
+    [shared] = await _rows(
+        hub,
+        "SELECT id, reporters, tenants, signal_count FROM candidates"
+        " WHERE indicator_value = '203.0.113.90'",
+    )
+    # Nodes 1 to 7 sent the shared indicator, of three tenants; 3 sent another instead
+    # and 5's was refused.
+    assert (shared["reporters"], shared["tenants"], shared["signal_count"]) == (5, 3, 5)
+    ids = {r.body["results"][0].get("candidate_id") for i, r in enumerate(replies) if i in (1, 7)}
+    assert ids == {str(shared["id"])}
+    assert len(await _rows(hub, "SELECT 1 FROM signals")) == 7

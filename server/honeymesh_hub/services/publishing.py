@@ -38,10 +38,11 @@ from ..lifecycle import (
 )
 from ..metrics import Metrics
 from ..store import signals as signal_store
-from ..store.signals import SignalRow
+from ..store.signals import SignalRow, StorePart
 from . import decisions
 from .budgets import ApprovalCaps, NewCandidateBudget
 from .envelopes import Batch, Pending, check_envelopes, refusal, refuse_payloads
+from .groupcommit import StoreGroups
 
 log = logging.getLogger("honeymesh.publish")
 
@@ -58,6 +59,7 @@ class Publishing:
     caps: ApprovalCaps
     metrics: Metrics
     policy: PolicyConfig
+    groups: StoreGroups  # single publishes of this process, stored together
 
     def at(self, now: datetime) -> PublishContext:
         return PublishContext(self, now)
@@ -88,7 +90,7 @@ class PublishContext:
 
 
 async def _limit_new_candidates(
-    ctx: PublishContext, conn: Any, caller: NodeCaller, batch: Batch, budget: int
+    ctx: PublishContext, caller: NodeCaller, batch: Batch, budget: int
 ) -> bool:
     """Past `new_candidates_per_day`, an envelope that would open a new candidate is
     refused alone with `rate_limited` (PROTOCOL.md section 4).
@@ -103,7 +105,8 @@ async def _limit_new_candidates(
     keys = list(dict.fromkeys((p.row.indicator_value, p.row.scope_key) for p in batch.pending))
     if budget - ctx.deps.budget.uncharged(caller) >= len(keys):
         return False
-    existing = await signal_store.existing_keys(conn, keys)
+    async with ctx.pool.acquire() as conn:
+        existing = await signal_store.existing_keys(conn, keys)
     new = [k for k in keys if k not in existing]
     if not new:
         return True
@@ -260,7 +263,6 @@ async def _reconcile(
 
 async def _apply_policy(
     ctx: PublishContext,
-    conn: Any,
     caller: NodeCaller,
     rows: Sequence[SignalRow],
     stored: Sequence[Any],
@@ -272,28 +274,49 @@ async def _apply_policy(
     signals and moving their candidates (before any 202) gets those moves made now.
     Any replica's last look at a candidate follows every earlier commit, so
     corroboration read here, after our own commit, never misses a concurrent publish.
+    A connection is taken only when a step needs one: most publishes need none.
     """
     stats = _batch_stats(rows)
     by_key = {_key(r): r for r in stored}
     missing = [k for k in stats if k not in by_key]
     if missing:
-        by_key.update(
-            {_key(r): r for r in await signal_store.candidate_facts(conn, missing, lock=False)}
-        )
+        async with ctx.pool.acquire() as conn:
+            found = await signal_store.candidate_facts(conn, missing, lock=False)
+        by_key.update({_key(r): r for r in found})
     facts = {k: _facts(r, caller, stats[k]) for k, r in by_key.items()}
     touched = list(by_key.values())
-    counts = await _corroboration(ctx, conn, touched, facts)
+    if any(wants_corroboration(f, ctx.now, ctx.policy) for f in facts.values()):
+        async with ctx.pool.acquire() as conn:
+            counts = await _corroboration(ctx, conn, touched, facts)
+    else:
+        counts = {}
     keys = sorted(_plan(ctx, caller, touched, stats, counts))
     if not keys:
         return {}
-    for attempt in range(_RETRIES):
-        try:
-            return await _reconcile(ctx, conn, caller, keys, stats)
-        except asyncpg.DeadlockDetectedError:
-            if attempt == _RETRIES - 1:
-                raise
-            log.warning("publish deadlock; retrying")
+    async with ctx.pool.acquire() as conn:
+        for attempt in range(_RETRIES):
+            try:
+                return await _reconcile(ctx, conn, caller, keys, stats)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == _RETRIES - 1:
+                    raise
+                log.warning("publish deadlock; retrying")
     return {}
+
+
+async def _store(ctx: PublishContext, caller: NodeCaller, rows: list[SignalRow]) -> list[Any]:
+    """The signals and their counts: one statement, its own transaction, committed
+    when this returns (so a 202 may follow; policy's moves are derived state). A single
+    publish joins this process's group commit; a batch is its own statement."""
+    if not rows:
+        return []
+    part = StorePart(rows, caller.node_id, caller.tenant_id, ctx.now)
+    if len(rows) == 1:
+        return await ctx.deps.groups.store(part)
+    async with ctx.pool.acquire() as conn:
+        return await signal_store.store_parts(
+            conn, [part], qualify_confidence=ctx.policy.corroboration_min_confidence
+        )
 
 
 async def publish(
@@ -301,26 +324,14 @@ async def publish(
 ) -> list[dict[str, Any]]:
     """`budget`: what the tenant's new-candidate window had left at admission."""
     batch = await check_envelopes(ctx, caller, envelopes)
-    async with ctx.pool.acquire() as conn:
-        if batch.refused_payloads:
+    # No connection is held across the steps: a grouped store waits on others' requests.
+    if batch.refused_payloads:
+        async with ctx.pool.acquire() as conn:
             await refuse_payloads(conn, caller, batch)
-        charged = await _limit_new_candidates(ctx, conn, caller, batch, budget)
-        rows = [p.row for p in batch.pending]
-        # The signals and their counts: one statement, its own transaction. Durable
-        # from here on, so a 202 may follow; policy's moves are derived state.
-        stored = (
-            await signal_store.store(
-                conn,
-                rows,
-                node_id=caller.node_id,
-                tenant_id=caller.tenant_id,
-                now=ctx.now,
-                qualify_confidence=ctx.policy.corroboration_min_confidence,
-            )
-            if rows
-            else []
-        )
-        final = await _apply_policy(ctx, conn, caller, rows, stored)
+    charged = await _limit_new_candidates(ctx, caller, batch, budget)
+    rows = [p.row for p in batch.pending]
+    stored = await _store(ctx, caller, rows)
+    final = await _apply_policy(ctx, caller, rows, stored)
     if not charged:
         opened = len({row["candidate_id"] for row in stored if row["created"]})
         if opened:

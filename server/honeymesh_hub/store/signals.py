@@ -55,11 +55,6 @@ async def stored_ids(conn: Any, node_id: UUID, signal_uuids: Sequence[UUID]) -> 
     return {r["signal_uuid"] for r in rows}
 
 
-# Store the signals (a retry of a stored (node, id) inserts nothing), record their
-# node and tenant as reporters, and fold them into their candidates. The candidate
-# upsert takes each candidate's row lock in sorted order (no deadlocks between
-# batches); counts are increments of what this statement newly inserted, applied
-# to the latest row version, so concurrent publishes count exactly.
 # What policy.py needs to know of a candidate, as every read of it returns it.
 CANDIDATE_FACTS = """c.id AS candidate_id, c.indicator_type, c.indicator_value, c.scope,
        c.scope_tenant_id, c.scope_key, c.network, c.state, c.origin, c.scenarios, c.reporters,
@@ -67,43 +62,59 @@ CANDIDATE_FACTS = """c.id AS candidate_id, c.indicator_type, c.indicator_value, 
        c.last_seen, c.expires_at, c.expiry_cap, c.approved_at, c.decided_at, c.reviewer_locked,
        EXISTS (SELECT 1 FROM allowlist al WHERE al.cidr && c.network) AS allowlisted"""
 
+# Store the signals (a retry of a stored (node, id) inserts nothing), record each
+# (candidate, node) and (candidate, tenant) as reporters, and fold them into their
+# candidates. Node, tenant and time come per row, so one statement (one constant text,
+# prepared once) stores a batch of one node or a group of single publishes from many.
+# The upserts take their row locks in sorted order (no deadlocks between statements);
+# counts are increments of what this statement newly inserted, applied to the latest
+# row version, so concurrent publishes count exactly.
 _STORE_SQL = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
                          $5::cidr[], $6::text[], $7::uuid[], $8::text[], $9::bytea[],
-                         $10::bytea[], $11::text[], $12::int[], $13::int[], $14::timestamptz[])
+                         $10::bytea[], $11::text[], $12::int[], $13::int[], $14::timestamptz[],
+                         $15::uuid[], $16::uuid[], $17::timestamptz[])
         AS t(signal_uuid, keyid, ind_type, ind_value, network, scope, scope_tenant_id,
-             scope_key, payload, sig, scenario, confidence, ttl, observed_at)
+             scope_key, payload, sig, scenario, confidence, ttl, observed_at, node_id,
+             tenant_id, received_at)
 ),
 ins AS (
     INSERT INTO signals (id, node_id, signal_uuid, tenant_id, keyid, indicator_value, scope_key,
                          payload, sig, scenario, confidence, ttl_seconds, observed_at,
                          received_at)
-    SELECT gen_random_uuid(), $15, signal_uuid, $16, keyid, ind_value, scope_key, payload,
-           sig, scenario, confidence, ttl, observed_at, $17
+    SELECT gen_random_uuid(), node_id, signal_uuid, tenant_id, keyid, ind_value, scope_key,
+           payload, sig, scenario, confidence, ttl, observed_at, received_at
     FROM input
     ON CONFLICT (node_id, signal_uuid) DO NOTHING
-    RETURNING id, signal_uuid, indicator_value, scope_key, scenario, confidence, ttl_seconds
+    RETURNING id, node_id, tenant_id, signal_uuid, indicator_value, scope_key, scenario,
+              confidence, ttl_seconds, received_at
 ),
 agg AS (
     SELECT indicator_value, scope_key, count(*) AS n,
            array_agg(DISTINCT scenario ORDER BY scenario) AS scenarios,
            max(confidence) AS max_conf, max(ttl_seconds) AS max_ttl,
-           bool_or(confidence >= $18) AS qualifies
+           min(received_at) AS first_at, max(received_at) AS last_at
     FROM ins GROUP BY indicator_value, scope_key
+),
+by_node AS (
+    SELECT indicator_value, scope_key, node_id, tenant_id,
+           max(received_at) FILTER (WHERE confidence >= $18) AS qualified_at
+    FROM ins GROUP BY indicator_value, scope_key, node_id, tenant_id
 ),
 rep AS (
     INSERT INTO candidate_reporters AS r (indicator_value, scope_key, node_id, tenant_id,
                                           qualified_at)
-    SELECT indicator_value, scope_key, $15, $16, CASE WHEN qualifies THEN $17::timestamptz END
-    FROM agg ORDER BY indicator_value, scope_key
+    SELECT indicator_value, scope_key, node_id, tenant_id, qualified_at
+    FROM by_node ORDER BY indicator_value, scope_key, node_id
     ON CONFLICT (indicator_value, scope_key, node_id) DO UPDATE
         SET qualified_at = coalesce(EXCLUDED.qualified_at, r.qualified_at)
     RETURNING indicator_value, scope_key, (xmax = 0) AS is_new
 ),
 ten AS (
     INSERT INTO candidate_tenants (indicator_value, scope_key, tenant_id)
-    SELECT indicator_value, scope_key, $16 FROM agg ORDER BY indicator_value, scope_key
+    SELECT DISTINCT indicator_value, scope_key, tenant_id FROM by_node
+    ORDER BY indicator_value, scope_key, tenant_id
     ON CONFLICT DO NOTHING
     RETURNING indicator_value, scope_key
 ),
@@ -122,7 +133,7 @@ cand AS (
                 AND rep.scope_key = a.scope_key AND rep.is_new),
            (SELECT count(*) FROM ten WHERE ten.indicator_value = a.indicator_value
                 AND ten.scope_key = a.scope_key),
-           a.n, a.max_conf, a.max_ttl, $17, $17, $17, $17
+           a.n, a.max_conf, a.max_ttl, a.first_at, a.last_at, a.first_at, a.last_at
     FROM agg a JOIN meta m ON m.ind_value = a.indicator_value AND m.scope_key = a.scope_key
     ORDER BY a.indicator_value, a.scope_key
     ON CONFLICT (indicator_value, scope_key) DO UPDATE SET
@@ -137,7 +148,7 @@ cand AS (
         updated_at = EXCLUDED.updated_at
     RETURNING c.*, (c.xmax = 0) AS created
 )
-SELECT i.signal_uuid, c.created, {facts}
+SELECT i.signal_uuid, i.node_id, c.created, {facts}
 FROM ins i
 JOIN cand c ON c.indicator_value = i.indicator_value AND c.scope_key = i.scope_key
 """
@@ -171,6 +182,16 @@ async def candidate_facts(conn: Any, keys: Sequence[tuple[str, str]], *, lock: b
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class StorePart:
+    """One publish's signals, with the node and tenant that sent them and the hub's time."""
+
+    rows: Sequence[SignalRow]
+    node_id: UUID
+    tenant_id: UUID
+    now: datetime
+
+
 async def store(
     conn: Any,
     rows: Sequence[SignalRow],
@@ -181,7 +202,20 @@ async def store(
     qualify_confidence: int,
 ) -> list[Any]:
     """Store signals and fold them into candidates; one row per newly stored signal."""
-    ordered = sorted(rows, key=lambda r: (r.indicator_value, r.scope_key))
+    return await store_parts(
+        conn, [StorePart(rows, node_id, tenant_id, now)], qualify_confidence=qualify_confidence
+    )
+
+
+async def store_parts(
+    conn: Any, parts: Sequence[StorePart], *, qualify_confidence: int
+) -> list[Any]:
+    """Store several publishes' signals in one statement (its own transaction: all or
+    nothing); one row per newly stored signal, naming its signal_uuid and node_id. No
+    (node, id) may appear twice across parts (the caller decides which one is stored)."""
+    flat = [(r, p) for p in parts for r in p.rows]
+    flat.sort(key=lambda x: (x[0].indicator_value, x[0].scope_key, x[1].node_id, x[0].signal_uuid))
+    ordered = [r for r, _ in flat]
     result: list[Any] = await conn.fetch(
         _STORE_SQL,
         [r.signal_uuid for r in ordered],
@@ -198,9 +232,9 @@ async def store(
         [r.confidence for r in ordered],
         [r.ttl_seconds for r in ordered],
         [r.observed_at for r in ordered],
-        node_id,
-        tenant_id,
-        now,
+        [p.node_id for _, p in flat],
+        [p.tenant_id for _, p in flat],
+        [p.now for _, p in flat],
         qualify_confidence,
     )
     return result

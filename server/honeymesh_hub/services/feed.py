@@ -125,14 +125,16 @@ async def _snapshot_page(
             boundary, after = position.xid, position.after
             await _check_retained(conn, boundary, 0)
     reset = position is None
-    key = SnapshotCache.key(scopes, boundary, after, limit, reset)
 
     async def make() -> Rendering:
         async with ctx.pool.acquire() as conn:
+            # Taken before the read: every transaction below it is in what is read.
+            xmin = await feed_store.boundary(conn)
             count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
-        return render(count, last_id, added_json, more, reset)
+        return render(count, last_id, added_json, more, reset, xmin)
 
-    shared = await ctx.snapshots.get(key, make)
+    key = SnapshotCache.key(scopes, after, limit, reset)
+    shared = await ctx.snapshots.get(key, boundary, make)
     # The last page continues at the boundary: everything that committed from a
     # transaction older than it is in the set just served.
     epoch = caller.identity.tenant.visibility_epoch

@@ -14,6 +14,13 @@ than the boundary, and every later change comes again as a delta from the bounda
 The cache is keyed by the scopes, so a node is only ever served a page built for
 exactly the visibility it has when it asks.
 
+The key holds no boundary: a rendering records `xmin`, the oldest running transaction
+when its read began (every transaction below it had ended), and serves any node whose
+boundary is at most that: the page holds every change of a transaction older than the
+node's boundary, and later ones come again as deltas from it. So nodes that started
+a snapshot at slightly different moments (every request moves xmin: it spends a
+nonce) share every page after their first.
+
 gzip: the shared part is deflated once with a sync flush (byte-aligned, not final);
 each answer is one gzip member: a fixed header, that cached deflate data, the cursor
 tail deflated by a fresh compressor (whose last block is final), then the CRC-32 and
@@ -39,7 +46,7 @@ _GZIP_HEAD = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-SnapshotKey = tuple[tuple[str, ...], int, UUID | None, int, bool]
+SnapshotKey = tuple[tuple[str, ...], UUID | None, int, bool]
 
 
 @dataclass(slots=True, eq=False)
@@ -58,6 +65,7 @@ class Rendering:
     more: bool
     reset: bool
     shared: bytes  # the body up to the cursor's value
+    xmin: int  # every transaction below it had ended when the read began
     deflated: Deflated | None = None
     kept: bool = False  # in a cache's entries, its bytes counted
     _deflating: asyncio.Task[Deflated] | None = field(default=None, repr=False)
@@ -83,10 +91,12 @@ class Rendering:
         return b"".join((_GZIP_HEAD, self.deflated.data, end, trailer))
 
 
-def render(count: int, last_id: UUID | None, added_json: str, more: bool, reset: bool) -> Rendering:
+def render(
+    count: int, last_id: UUID | None, added_json: str, more: bool, reset: bool, xmin: int
+) -> Rendering:
     head = json.dumps({"more": more, "reset": reset})[:-1]
     shared = f'{head}, "added": {added_json}, "removed": [], "cursor": '.encode()
-    return Rendering(count, last_id, more, reset, shared)
+    return Rendering(count, last_id, more, reset, shared, xmin)
 
 
 def deflate(shared: bytes) -> Deflated:
@@ -112,33 +122,43 @@ class SnapshotCache:
         return len(self._entries)
 
     @staticmethod
-    def key(
-        scopes: Sequence[str], boundary: int, after: UUID | None, limit: int, reset: bool
-    ) -> SnapshotKey:
-        return (tuple(sorted(scopes)), boundary, after, limit, reset)
+    def key(scopes: Sequence[str], after: UUID | None, limit: int, reset: bool) -> SnapshotKey:
+        return (tuple(sorted(scopes)), after, limit, reset)
 
-    async def get(self, key: SnapshotKey, make: Callable[[], Awaitable[Rendering]]) -> Rendering:
+    async def get(
+        self, key: SnapshotKey, boundary: int, make: Callable[[], Awaitable[Rendering]]
+    ) -> Rendering:
+        """A rendering of `key` whose read began once every transaction below
+        `boundary` had ended (its xmin at least `boundary`); `make` reads one."""
         found = self._entries.get(key)
-        if found is not None:
+        if found is not None and found.xmin >= boundary:
             self._entries.move_to_end(key)
             self.hits += 1
             return found
         task = self._inflight.get(key)
-        if task is None:
-            self.misses += 1
-            task = asyncio.ensure_future(make())
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._settle(key, t))
-        # Shielded: a requester that goes away does not cancel the others' read.
+        if task is not None:
+            # Shielded: a requester that goes away does not cancel the others' read.
+            shared = await asyncio.shield(task)
+            if shared.xmin >= boundary:
+                self.hits += 1
+                return shared
+        self.misses += 1
+        task = asyncio.ensure_future(make())
+        self._inflight[key] = task
+        task.add_done_callback(lambda t: self._settle(key, t))
         return await asyncio.shield(task)
 
     def _settle(self, key: SnapshotKey, task: asyncio.Task[Rendering]) -> None:
-        self._inflight.pop(key, None)
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
         if task.cancelled() or task.exception() is not None:
             return
         self._put(key, task.result())
 
     def _put(self, key: SnapshotKey, rendering: Rendering) -> None:
+        old = self._entries.get(key)
+        if old is not None and old.xmin > rendering.xmin:
+            return  # a newer read is kept already
         old = self._entries.pop(key, None)
         if old is not None:
             old.kept = False

@@ -391,3 +391,22 @@ async def test_gzip_answers_decompress_to_the_identity_body(hub: Hub) -> None:
     unpacked, expected = json.loads(gzip.decompress(packed)), json.loads(plain)
     assert unpacked.pop("cursor") and expected.pop("cursor") and unpacked == expected
     assert len(expected["added"]) == 12
+
+
+async def test_a_shared_first_page_is_never_older_than_the_request(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    source = await trusted(hub, tenant)
+    first = await approve(source, "198.51.100.60")
+    a, b, c = [await hub.enroll(tenant) for _ in range(3)]
+    cache = hub.client.app[state.SNAPSHOTS]
+    page_a = (await a.request("GET", "/v1/feed?limit=3")).body
+    hits = cache.hits
+    page_b = (await b.request("GET", "/v1/feed?limit=3")).body
+    assert cache.hits == hits + 1  # nothing changed: the same rendering
+    assert page_a["added"] == page_b["added"] and [e["id"] for e in page_a["added"]] == [first]
+    second = await approve(source, "198.51.100.61")
+    page_c = (await c.request("GET", "/v1/feed?limit=3")).body
+    assert {e["id"] for e in page_c["added"]} == {first, second}
+    # And b, whose boundary was the shared page's, gets the change as a delta.
+    delta = (await b.request("GET", f"/v1/feed?cursor={page_b['cursor']}")).body
+    assert [e["id"] for e in delta["added"]] == [second]

@@ -117,14 +117,21 @@ async def _snapshot_page(
     ctx: FeedContext, caller: NodeCaller, position: Position | None, limit: int
 ) -> FeedPage:
     scopes = scopes_of(caller)
-    async with ctx.pool.acquire() as conn:
-        if position is None:
-            boundary = await feed_store.boundary(conn)
-            after: UUID | None = None
-        else:
-            boundary, after = position.xid, position.after
-            await _check_retained(conn, boundary, 0)
     reset = position is None
+    after = None if position is None else position.after
+    key = SnapshotCache.key(scopes, after, limit, reset)
+    shared = await ctx.snapshots.current(key) if position is None else None
+    async with ctx.pool.acquire() as conn:
+        if position is not None:
+            boundary = position.xid
+            await _check_retained(conn, boundary, 0)
+        elif shared is not None and await feed_store.unchanged_since(conn, shared.xmin, scopes):
+            # Nothing this node may see changed since that page was read: it is what a
+            # read now would give, and its xmin a boundary as good as now's.
+            boundary = shared.xmin
+            ctx.snapshots.hits += 1
+        else:
+            boundary = await feed_store.boundary(conn)
 
     async def make() -> Rendering:
         async with ctx.pool.acquire() as conn:
@@ -133,8 +140,8 @@ async def _snapshot_page(
             count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
         return render(count, last_id, added_json, more, reset, xmin)
 
-    key = SnapshotCache.key(scopes, after, limit, reset)
-    shared = await ctx.snapshots.get(key, boundary, make)
+    if shared is None or shared.xmin < boundary:
+        shared = await ctx.snapshots.get(key, boundary, make)
     # The last page continues at the boundary: everything that committed from a
     # transaction older than it is in the set just served.
     epoch = caller.identity.tenant.visibility_epoch

@@ -19,7 +19,9 @@ when its read began (every transaction below it had ended), and serves any node 
 boundary is at most that: the page holds every change of a transaction older than the
 node's boundary, and later ones come again as deltas from it. So nodes that started
 a snapshot at slightly different moments (every request moves xmin: it spends a
-nonce) share every page after their first.
+nonce) share every page after their first. A first page takes the newest rendering's
+xmin as its boundary when no event the caller may see is in the log from that xmin on
+(a read now would be the same page), so nodes that start together share all pages.
 
 gzip: the shared part is deflated once with a sync flush (byte-aligned, not final);
 each answer is one gzip member: a fixed header, that cached deflate data, the cursor
@@ -31,6 +33,7 @@ so any gzip decoder reads it, no multi-member support needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 import zlib
@@ -147,6 +150,17 @@ class SnapshotCache:
         self._inflight[key] = task
         task.add_done_callback(lambda t: self._settle(key, t))
         return await asyncio.shield(task)
+
+    async def current(self, key: SnapshotKey) -> Rendering | None:
+        """The newest rendering of `key` kept or being read (awaited), if any."""
+        task = self._inflight.get(key)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                return await asyncio.shield(task)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
 
     def _settle(self, key: SnapshotKey, task: asyncio.Task[Rendering]) -> None:
         if self._inflight.get(key) is task:

@@ -11,6 +11,13 @@ measured request is signed before it is timed.
 
     python -m bench.feed                    # about a minute
     python -m bench.feed --hub-nofile 1024  # the hub under a default fd limit
+    python -m bench.feed --swarm 50         # 50 nodes pull one 100,000 snapshot at once
+
+`--swarm N` measures something else: the hub's CPU (utime + stime of every hub
+process, from /proc) and peak RSS (its workers' VmRSS summed, sampled every 20 ms)
+while one node pulls the whole snapshot of 100,000 decisions, then while N nodes of the
+same tenant pull it concurrently (each from its own first page, as after an outage).
+The client admits gzip as aiohttp does (`--identity`: it does not).
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ from yarl import URL
 from bench.publish import (
     LIMITS,
     BenchNode,
+    cpu_seconds,
     create_admin_token,
     enroll_nodes,
     hub_env,
+    process_tree,
     start_hub,
     wait_ready,
     with_services,
@@ -119,7 +128,9 @@ class Snapshot:
     cursor: str  # the last page's: it continues with changes
 
 
-async def pull_snapshot(http: aiohttp.ClientSession, base: str, node: BenchNode) -> Snapshot:
+async def pull_snapshot(
+    http: aiohttp.ClientSession, base: str, node: BenchNode, extra: dict[str, str] | None = None
+) -> Snapshot:
     """Every page of a snapshot, as a node pulls it (signed, parsed)."""
     started = time.perf_counter()
     parsing = 0.0
@@ -128,6 +139,7 @@ async def pull_snapshot(http: aiohttp.ClientSession, base: str, node: BenchNode)
         target, headers = signed_get(
             node, "/v1/feed?limit=5000" + (f"&cursor={cursor}" if cursor else "")
         )
+        headers.update(extra or {})
         async with http.get(full_url(base, target), headers=headers) as resp:
             raw = await resp.read()
             parse_started = time.perf_counter()
@@ -483,6 +495,92 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- swarm
+
+
+@dataclass
+class Swarm:
+    cpu: float  # hub CPU seconds, every process
+    rss_peak: float  # MB, the workers' summed VmRSS at its highest
+    seconds: float
+    count: int  # decisions each puller ended with
+
+
+async def swarm_pull(
+    http: aiohttp.ClientSession, base: str, hub_pid: int, nodes: list[BenchNode], identity: bool
+) -> Swarm:
+    extra = {"Accept-Encoding": "identity"} if identity else None
+    pids = process_tree(hub_pid)
+    before = sum(cpu_seconds(pids).values())
+    peak = 0.0
+    running = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, rss_mb([p for p in pids if p != hub_pid]))
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    started = time.perf_counter()
+    runs = await asyncio.gather(*(pull_snapshot(http, base, n, extra) for n in nodes))
+    seconds = time.perf_counter() - started
+    running = False
+    await sampler
+    cpu = sum(cpu_seconds(pids).values()) - before
+    counts = {r.count for r in runs}
+    if len(counts) != 1:
+        raise RuntimeError(f"pullers ended with different sets: {sorted(counts)}")
+    return Swarm(cpu, peak, seconds, counts.pop())
+
+
+async def swarm(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-feed-"))
+    env = hub_env(dsn, redis_url, tmp)
+    token = create_admin_token(env)
+    import devservices
+
+    hub = start_hub(env, devservices.free_port(), 2, tmp / "hub.log")
+    failed = False
+    try:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=600)
+        ) as http:
+            await wait_ready(hub, http, 2)
+            base = hub.base
+            reader, _, tenant_id = await setup(http, base, token)
+            await insert_decisions(dsn, 0, 100_000)
+            nodes = await make_nodes(dsn, tenant_id, args.swarm)
+            # Each node's key looked up once, so the measure is not of key lookups.
+            for node in [reader, *nodes]:
+                target, headers = signed_get(node, "/v1/feed?limit=1")
+                async with http.get(full_url(base, target), headers=headers) as resp:
+                    await resp.read()
+            one = await swarm_pull(http, base, hub.proc.pid, [reader], args.identity)
+            many = await swarm_pull(http, base, hub.proc.pid, nodes, args.identity)
+    except Exception:
+        failed = True
+        print(f"hub log ({tmp / 'hub.log'}, kept), last lines:\n{hub.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        hub.stop()
+        if not failed:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if one.count != 100_000:
+        raise RuntimeError(f"the snapshot held {one.count} decisions, not 100,000")
+    enc = "identity" if args.identity else "gzip admitted"
+    print(
+        f"snapshot of {one.count:,} (limit 5000, {enc}), hub: CPU s / peak workers' RSS MB / wall s"
+    )
+    print(f"  1 pull:   {one.cpu:6.2f} s  {one.rss_peak:6.0f} MB  {one.seconds:6.2f} s")
+    print(
+        f"  {args.swarm} pulls: {many.cpu:6.2f} s  {many.rss_peak:6.0f} MB  {many.seconds:6.2f} s"
+    )
+    print(f"  CPU ratio {many.cpu / one.cpu:.2f} (target <= 3), RSS target <= 300 MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.feed", description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="each poll phase's length")
@@ -494,7 +592,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="the hub's soft fd limit (default: the hard limit, as the client)",
     )
+    parser.add_argument(
+        "--swarm", type=int, default=0, help="N nodes pull one 100,000 snapshot at once"
+    )
+    parser.add_argument(
+        "--identity", action="store_true", help="with --swarm: the client refuses gzip"
+    )
     args = parser.parse_args(argv)
+    if args.swarm:
+        return with_services(
+            "bench.feed", lambda services: swarm(args, services.dsn, services.redis_url)
+        )
     # 2,000 waiting connections on each side of loopback: raise the soft fd limit to
     # the hard one (the waiter process and, unless --hub-nofile, the hub inherit it).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

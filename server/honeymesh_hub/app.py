@@ -23,6 +23,7 @@ from .ratelimit import RateLimiter
 from .redisconn import RedisGate
 from .services import allowlist, expiry
 from .services.feed import SharedReads
+from .services.snapshots import SnapshotCache
 from .store import feed as feed_store
 from .store import nonces as nonce_store
 from .store.db import create_pool
@@ -77,6 +78,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     notifier.start()
     app[state.NOTIFIER] = notifier
     app[state.FEED_READS] = SharedReads()
+    app[state.SNAPSHOTS] = SnapshotCache()
     app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     yield

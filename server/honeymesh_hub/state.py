@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
     from .services.feed import SharedReads
+    from .services.snapshots import SnapshotCache
     from .wiring import Services
 
 CONFIG = web.AppKey("config", Config)
@@ -30,6 +31,7 @@ AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
+SNAPSHOTS: web.AppKey[SnapshotCache] = web.AppKey("snapshots")
 # Every service, built once the resources above are up (wiring.py).
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 

@@ -41,5 +41,6 @@ def build(app: web.Application) -> Services:
             mac_key=app[state.CURSOR_KEY],
             metrics=app[state.METRICS],
             reads=app[state.FEED_READS],
+            snapshots=app[state.SNAPSHOTS],
         ),
     )

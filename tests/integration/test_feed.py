@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ import asyncpg
 import pytest
 
 from honeymesh_client.protocol.dsse import parse_envelope, verify_envelope
+from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub import state
 from honeymesh_hub.store import feed as feed_store
 from tests.support import Hub, Node, publish, signal
@@ -277,3 +280,133 @@ async def test_a_change_that_takes_nothing_away_keeps_the_cursor(hub: Hub) -> No
         assert (await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)).status == 200
     page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
     assert page["reset"] is False
+
+
+async def raw_get(node: Node, path: str, encoding: str) -> tuple[int, Any, bytes]:
+    """A signed GET whose body comes back as sent (not decompressed by the client)."""
+    target, _, query = path.partition("?")
+    headers = sign_request(node.key, "GET", target, query, None, created=int(node.hub.now()))
+    headers["Accept-Encoding"] = encoding
+    resp = await node.hub.client.request("GET", path, headers=headers, auto_decompress=False)
+    return resp.status, resp.headers, await resp.read()
+
+
+async def test_nodes_of_a_tenant_share_snapshot_pages_with_their_own_cursors(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    source = await trusted(hub, tenant)
+    for i in range(5):
+        await approve(source, f"198.51.100.{40 + i}")
+    await approve(source, "203.0.113.40", share="tenant")
+    a, b = await hub.enroll(tenant), await hub.enroll(tenant)
+    cache = hub.client.app[state.SNAPSHOTS]
+    pages: dict[str, list[dict[str, Any]]] = {}
+    cursors: dict[str, list[str]] = {}
+    # As nodes restarting together do: each takes its first page, then they go on.
+    for node in (a, b):
+        pages[node.node_id], cursors[node.node_id] = [], []
+    for _ in range(3):
+        for node in (a, b):
+            cursor = cursors[node.node_id][-1] if cursors[node.node_id] else ""
+            reply = await node.request("GET", f"/v1/feed?limit=2&cursor={cursor}")
+            assert reply.status == 200, reply.body
+            pages[node.node_id].append(reply.body)
+            cursors[node.node_id].append(reply.body["cursor"])
+    assert [p["more"] for p in pages[a.node_id]] == [True, True, False]
+    first, second = pages[a.node_id], pages[b.node_id]
+    assert len(first) == 3
+    strip = [{k: v for k, v in p.items() if k != "cursor"} for p in first]
+    assert strip == [{k: v for k, v in p.items() if k != "cursor"} for p in second]
+    assert [p["reset"] for p in first] == [True, False, False]
+    assert set(first[0]) == {"cursor", "more", "reset", "added", "removed"}
+    # Later pages came from the shared rendering; each cursor is the node's own.
+    assert cache.hits >= 2
+    assert set(cursors[a.node_id]).isdisjoint(cursors[b.node_id])
+    borrowed = await b.request("GET", f"/v1/feed?limit=2&cursor={cursors[a.node_id][0]}")
+    assert (borrowed.status, borrowed.code) == (400, "validation_failed")
+    # Both end at the same set and follow on with deltas.
+    for node in (a, b):
+        last = cursors[node.node_id][-1]
+        page = (await node.request("GET", f"/v1/feed?cursor={last}")).body
+        assert (page["reset"], page["added"], page["removed"]) == (False, [], [])
+
+
+async def test_a_cached_page_never_reaches_a_node_without_its_visibility(hub: Hub) -> None:
+    ta, tb = await hub.tenant(), await hub.tenant()
+    source = await trusted(hub, ta)
+    mesh = [await approve(source, f"198.51.100.{50 + i}") for i in range(3)]
+    own = [await approve(source, f"203.0.113.{50 + i}", share="tenant") for i in range(3)]
+    reader_a, reader_b = await hub.enroll(ta), await hub.enroll(tb)
+    seen_a, _ = await pull_all(reader_a, limit=1)
+    assert set(seen_a) == {*mesh, *own}
+    # Same limit, same boundary (nothing ran in between), positions the same ids.
+    seen_b, _ = await pull_all(reader_b, limit=1)
+    assert set(seen_b) == set(mesh)
+    cache = hub.client.app[state.SNAPSHOTS]
+    assert {key[0] for key in cache._entries} == {
+        tuple(sorted([ta, "mesh"])),
+        tuple(sorted([tb, "mesh"])),
+    }
+
+
+async def test_gzip_answers_decompress_to_the_identity_body(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    source = await trusted(hub, tenant)
+    for i in range(30):
+        await approve(source, f"198.51.100.{100 + i}")
+    reader = await hub.enroll(tenant)
+    cursor = ""
+    for _ in range(3):
+        path = f"/v1/feed?limit=12&cursor={cursor}"
+        status, headers, plain = await raw_get(reader, path, "identity")
+        assert status == 200 and "Content-Encoding" not in headers
+        assert headers["Vary"] == "Accept-Encoding"
+        status, headers, packed = await raw_get(reader, path, "gzip, deflate")
+        assert status == 200 and headers["Content-Encoding"] == "gzip", headers
+        assert headers["Vary"] == "Accept-Encoding"
+        # One gzip member, not a concatenation: any decoder reads it whole.
+        unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        unpacked = unpack.decompress(packed)
+        assert unpack.eof and not unpack.unused_data and gzip.decompress(packed) == unpacked
+        status, _, refused = await raw_get(reader, path, "gzip;q=0, identity")
+        if cursor:
+            # Same cursor, same page: byte for byte the identity body.
+            assert unpacked == plain == refused
+        else:
+            # A first page's cursor holds the boundary of its request: the rest is equal.
+            strip = [
+                {k: v for k, v in json.loads(b).items() if k != "cursor"}
+                for b in (plain, unpacked, refused)
+            ]
+            assert strip[0] == strip[1] == strip[2]
+        cursor = json.loads(plain)["cursor"]
+    assert json.loads(plain)["more"] is False
+    # A delta page large enough is gzipped too, whole.
+    for i in range(12):
+        await approve(source, f"198.51.100.{200 + i}")
+    path = f"/v1/feed?cursor={cursor}"
+    _, _, plain = await raw_get(reader, path, "identity")
+    _, headers, packed = await raw_get(reader, path, "gzip")
+    assert headers["Content-Encoding"] == "gzip"
+    # (its cursor is the xmin of its read, which moves between requests)
+    unpacked, expected = json.loads(gzip.decompress(packed)), json.loads(plain)
+    assert unpacked.pop("cursor") and expected.pop("cursor") and unpacked == expected
+    assert len(expected["added"]) == 12
+
+
+async def test_a_shared_first_page_is_never_older_than_the_request(hub: Hub) -> None:
+    tenant = await hub.tenant()
+    source = await trusted(hub, tenant)
+    first = await approve(source, "198.51.100.60")
+    a, b, c = [await hub.enroll(tenant) for _ in range(3)]
+    cache = hub.client.app[state.SNAPSHOTS]
+    page_a = (await a.request("GET", "/v1/feed?limit=3")).body
+    hits = cache.hits
+    page_b = (await b.request("GET", "/v1/feed?limit=3")).body
+    assert cache.hits == hits + 1  # nothing changed: the same rendering
+    assert page_a["added"] == page_b["added"] and [e["id"] for e in page_a["added"]] == [first]
+    second = await approve(source, "198.51.100.61")
+    page_c = (await c.request("GET", "/v1/feed?limit=3")).body
+    assert {e["id"] for e in page_c["added"]} == {first, second}
+    # And b, whose boundary was the shared page's, gets the change as a delta.
+    delta = (await b.request("GET", f"/v1/feed?cursor={page_b['cursor']}")).body
+    assert [e["id"] for e in delta["added"]] == [second]

@@ -27,8 +27,39 @@ def _context(app: web.Application) -> feed.FeedContext:
     return app[state.SERVICES].feed
 
 
-def _page_response(page: feed.FeedPage, headers: dict[str, str]) -> web.Response:
-    return web.Response(body=page.body(), content_type="application/json", headers=headers)
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding value admits gzip (RFC 9110 12.5.3): `gzip`,
+    `x-gzip` or `*` with a q above 0, and no explicit `gzip;q=0`."""
+    if not header:
+        return False
+    admitted: dict[str, bool] = {}
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        name = name.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            k, _, v = param.strip().partition("=")
+            if k.strip().lower() == "q":
+                try:
+                    q = float(v.strip())
+                except ValueError:
+                    q = 0.0
+        admitted[name] = q > 0
+    for name in ("gzip", "x-gzip"):
+        if name in admitted:
+            return admitted[name]
+    return admitted.get("*", False)
+
+
+async def _page_response(
+    request: web.Request, page: feed.FeedPage, headers: dict[str, str]
+) -> web.Response:
+    wants = accepts_gzip(request.headers.get("Accept-Encoding"))
+    body, gzipped = await feed.encoded(_context(request.app), page, wants)
+    headers = {**headers, "Vary": "Accept-Encoding"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 @routes.get("/v1/feed")
@@ -44,7 +75,7 @@ async def get_feed(request: web.Request) -> web.Response:
     headers = quota_of("pull", windows).headers()
     if wait == 0:
         page = await feed.read(_context(app), caller, cursor, limit, 0)
-        return _page_response(page, headers)
+        return await _page_response(request, page, headers)
     slots = app[state.REDIS]
     key = f"waiters:{caller.node_id}"
     member = uuid.uuid4().hex
@@ -57,7 +88,7 @@ async def get_feed(request: web.Request) -> web.Response:
         page = await feed.read(_context(app), caller, cursor, limit, float(wait))
     finally:
         await slots.waiter_leave(key, member)
-    return _page_response(page, headers)
+    return await _page_response(request, page, headers)
 
 
 @routes.get("/v1/decisions/{decision_id}/provenance")

@@ -9,6 +9,7 @@ following cursors can never skip an event.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from ..errors import BadRequest, CursorExpired
 from ..metrics import Metrics
 from ..notify import FeedNotifier
 from ..store import feed as feed_store
+from .snapshots import Rendering, SnapshotCache, render
 
 # While the listener is down, or events wait behind a running transaction, a waiter
 # looks again this often instead of trusting a notification to come.
@@ -75,6 +77,7 @@ class FeedContext:
     mac_key: bytes
     metrics: Metrics
     reads: SharedReads
+    snapshots: SnapshotCache
 
 
 def scopes_of(caller: NodeCaller) -> list[str]:
@@ -92,15 +95,19 @@ def _removed(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class FeedPage:
     """A feed page; `added_json` is the JSON text of the `added` array, made once
-    (by PostgreSQL for snapshot pages) and copied into the answer as it is."""
+    and copied into the answer as it is. A snapshot page has `shared` instead: the
+    rendering every node pulling that page gets (services/snapshots.py)."""
 
     cursor: str
     more: bool
     reset: bool
     added_json: str
     removed: list[dict[str, Any]]
+    shared: Rendering | None = None
 
     def body(self) -> bytes:
+        if self.shared is not None:
+            return self.shared.body(self.cursor)
         head = json.dumps({"cursor": self.cursor, "more": self.more, "reset": self.reset})
         removed = json.dumps(self.removed)
         return f'{head[:-1]}, "added": {self.added_json}, "removed": {removed}}}'.encode()
@@ -110,22 +117,62 @@ async def _snapshot_page(
     ctx: FeedContext, caller: NodeCaller, position: Position | None, limit: int
 ) -> FeedPage:
     scopes = scopes_of(caller)
+    reset = position is None
+    after = None if position is None else position.after
+    key = SnapshotCache.key(scopes, after, limit, reset)
+    shared = await ctx.snapshots.current(key) if position is None else None
     async with ctx.pool.acquire() as conn:
-        if position is None:
-            boundary = await feed_store.boundary(conn)
-            after: UUID | None = None
-        else:
-            boundary, after = position.xid, position.after
+        if position is not None:
+            boundary = position.xid
             await _check_retained(conn, boundary, 0)
-        count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
+        elif shared is not None and await feed_store.unchanged_since(conn, shared.xmin, scopes):
+            # Nothing this node may see changed since that page was read: it is what a
+            # read now would give, and its xmin a boundary as good as now's.
+            boundary = shared.xmin
+            ctx.snapshots.hits += 1
+        else:
+            boundary = await feed_store.boundary(conn)
+
+    async def make() -> Rendering:
+        async with ctx.pool.acquire() as conn:
+            # Taken before the read: every transaction below it is in what is read.
+            xmin = await feed_store.boundary(conn)
+            count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
+        return render(count, last_id, added_json, more, reset, xmin)
+
+    if shared is None or shared.xmin < boundary:
+        shared = await ctx.snapshots.get(key, boundary, make)
     # The last page continues at the boundary: everything that committed from a
     # transaction older than it is in the set just served.
     epoch = caller.identity.tenant.visibility_epoch
-    nxt = Position("snapshot", boundary, 0, last_id, epoch) if more else _delta(boundary, 0, caller)
-    ctx.metrics.feed_events.labels("snapshot").inc(count)
-    return FeedPage(
-        encode(nxt, caller.node_id, ctx.mac_key), more, position is None, added_json, []
+    nxt = (
+        Position("snapshot", boundary, 0, shared.last_id, epoch)
+        if shared.more
+        else _delta(boundary, 0, caller)
     )
+    ctx.metrics.feed_events.labels("snapshot").inc(shared.count)
+    cursor = encode(nxt, caller.node_id, ctx.mac_key)
+    return FeedPage(cursor, shared.more, reset, "", [], shared)
+
+
+# Smaller answers (an empty poll is about 100 bytes) go as they are: gzip would cost
+# more than it saves. Larger ones than this are compressed off the event loop.
+GZIP_MIN_BYTES = 1024
+_GZIP_INLINE_BYTES = 64 * 1024
+
+
+async def encoded(ctx: FeedContext, page: FeedPage, accepts_gzip: bool) -> tuple[bytes, bool]:
+    """The page's body, gzipped when the client admits it and it is worth it; and
+    whether it was. A snapshot page's shared part is compressed once per process."""
+    if accepts_gzip and page.shared is not None:
+        await ctx.snapshots.deflate(page.shared)
+        return page.shared.gzip(page.cursor), True
+    body = page.body()
+    if not accepts_gzip or len(body) < GZIP_MIN_BYTES:
+        return body, False
+    if len(body) <= _GZIP_INLINE_BYTES:
+        return gzip.compress(body, 6, mtime=0), True
+    return await asyncio.to_thread(gzip.compress, body, 6, mtime=0), True
 
 
 def _delta(xid: int, seq: int, caller: NodeCaller) -> Position:

@@ -51,6 +51,24 @@ async def boundary(conn: Any) -> int:
     return int(value)
 
 
+async def unchanged_since(conn: Any, xid: int, scopes: Sequence[str]) -> bool:
+    """Whether no event visible in `scopes` is in the log from transaction `xid` on
+    (so a read that began at xmin `xid` is what a read now would be), and the log is
+    kept from there."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT NOT EXISTS (SELECT 1 FROM feed_log
+                               WHERE scope_key = any($2::text[]) AND xid >= $1::text::xid8)
+                   AND (SELECT (compacted_xid, compacted_seq) < ($1::text::xid8, 0::bigint)
+                        FROM feed_state)
+            """,
+            str(xid),
+            list(scopes),
+        )
+    )
+
+
 async def watermark(conn: Any) -> tuple[int, int]:
     row = await conn.fetchrow("SELECT compacted_xid::text AS xid, compacted_seq FROM feed_state")
     return int(row["xid"]), int(row["compacted_seq"])

@@ -19,9 +19,9 @@ Formats:
   ``listname`` (IPv4 and IPv6), then adds each entry with its ``timeout``
   (whole seconds until ``expires_at``, rounded up, as ``1d2h3m4s``; at most
   RouterOS's 35w3d13h13m56s) and its scenarios, joined by ``,``, as the
-  comment. Every quoted string is escaped: ``\\``, ``"``, ``$`` and ``?`` by a
-  backslash, everything outside printable ASCII as ``\\HH`` UTF-8 bytes, so
-  no text can end a string or a line;
+  comment. In every quoted string, each character but letters, digits, space
+  and ``._/,:=@+-`` is written as ``\\HH`` escapes of its UTF-8 bytes, so no
+  text can end the string, substitute a variable or end the line;
 - ``f5``: BIG-IP feed-list lines ``address,mask,bl,category``: the prefix
   length as the mask, the first scenario as the category (characters outside
   ``[A-Za-z0-9._-]`` as ``_``; the list name when there is none);
@@ -84,6 +84,9 @@ CSV_FIELDS = (
     "origin",
     "approved_at",
     "expires_at",
+)
+_ROUTEROS_PLAIN = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._/,:=@+-"
 )
 _LISTNAME = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")
 _F5_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -358,11 +361,9 @@ def routeros_quote(text: str) -> str:
     """A RouterOS double-quoted string that holds exactly ``text`` and nothing else."""
     out = ['"']
     for ch in text:
-        if ch in '\\"$?':
-            out.append("\\" + ch)
-        elif " " <= ch <= "~":
+        if ch in _ROUTEROS_PLAIN:
             out.append(ch)
-        else:
+        else:  # \HH is a byte in any RouterOS string: no quote, $, [ or line end survives
             out.extend(f"\\{b:02X}" for b in ch.encode("utf-8"))
     out.append('"')
     return "".join(out)

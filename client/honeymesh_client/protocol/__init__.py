@@ -2,9 +2,15 @@
 
 The hub verifies with the very functions nodes sign with. Nothing here does
 I/O except reading and writing a node's key file (:class:`NodeKey`).
+
+Modules: :mod:`.blocklists` (block lists as firewalls load them: the node's
+``pull --format`` files and the hub's ``/v1/blocklist``, with their ETag),
+:mod:`.dsse` (signed envelopes), :mod:`.errors`, :mod:`.ijson` (I-JSON,
+U+0000), :mod:`.indicators` (canonical addresses), :mod:`.keys`,
+:mod:`.pointers`, :mod:`.signing` (RFC 9421 requests), :mod:`.times` (RFC 3339).
 """
 
-from . import dsse, errors, ijson, indicators, keys, pointers, signing, times
+from . import blocklists, dsse, errors, ijson, indicators, keys, pointers, signing, times
 from .dsse import (
     SIGNAL_PAYLOAD_TYPE,
     Envelope,
@@ -43,6 +49,7 @@ __all__ = [
     "ProtocolError",
     "SignatureInput",
     "b64decode_any",
+    "blocklists",
     "build_envelope",
     "check_components",
     "check_content_digest",

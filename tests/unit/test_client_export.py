@@ -165,37 +165,39 @@ def test_ipset_leaves_exactly_the_sets() -> None:
     assert ipset_commands(render("ipset", [])) == {"honeymesh4": [], "honeymesh6": []}
 
 
-def _tool_works(*argv: str) -> bool:
-    if shutil.which(argv[0]) is None:
-        return False
-    done = subprocess.run(list(argv), capture_output=True, check=False)
-    return done.returncode == 0
+def _tool(name: str) -> str:
+    """The real tool, which deploy/debian-packages.txt makes `make test` require."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    package = {"nft": "nftables"}.get(name, name)
+    assert found, f"install Debian's {package} package (deploy/debian-packages.txt)"
+    return found
 
 
 def test_nft_script_passes_the_real_tool(tmp_path: Path) -> None:
     for name, entries in (("full", ENTRIES), ("empty", [])):
         path = tmp_path / f"{name}.nft"
         path.write_text(render("nft", entries))
-        nft_elements(path.read_text())  # always: the parser
-        if _tool_works("nft", "--version"):
-            done = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
+        nft_elements(path.read_text())  # the parser, and the real tool in a private netns
+        done = subprocess.run(
+            ["unshare", "-n", _tool("nft"), "-c", "-f", str(path)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
 
 
 def test_ipset_input_loads_twice_in_a_private_namespace(tmp_path: Path) -> None:
     full, empty = tmp_path / "full.ipset", tmp_path / "empty.ipset"
     full.write_text(render("ipset", ENTRIES))
     empty.write_text(render("ipset", []))
-    ipset_commands(full.read_text())  # always: the model
-    if _tool_works("unshare", "-n", "true") and shutil.which("ipset"):
-        script = (
-            f"set -e; ipset restore -f {full}; ipset restore -f {full}; "
-            "ipset list honeymesh4 | grep 'Number of entries'; "
-            f"ipset restore -f {empty}; ipset list -n"
-        )
-        done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == ["Number", "of", "entries:", "4", "honeymesh4", "honeymesh6"]
+    ipset_commands(full.read_text())  # the model, and the real tool in a private netns
+    ipset = _tool("ipset")
+    script = (
+        f"set -e; {ipset} restore -f {full}; {ipset} restore -f {full}; "
+        f"{ipset} list honeymesh4 | grep 'Number of entries'; "
+        f"{ipset} restore -f {empty}; {ipset} list -n"
+    )
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Number", "of", "entries:", "4", "honeymesh4", "honeymesh6"]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import io
 import ipaddress
 import random
 import re
-import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from honeymesh_client.protocol.blocklists import (
 )
 from honeymesh_client.protocol.indicators import Address, Network
 
-from .test_client_export import _tool_works, ipset_commands, nft_elements
+from .test_client_export import _tool, ipset_commands, nft_elements
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -379,15 +378,14 @@ def test_nft_and_ipset_pass_the_real_tools(tmp_path: Path) -> None:
         nft = tmp_path / f"{family}.nft"
         nft.write_bytes(render("nft", SET, family=family, now=NOW))
         nft_elements(nft.read_text())
-        if _tool_works("nft", "--version"):
-            done = subprocess.run(["nft", "-c", "-f", str(nft)], capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
+        done = subprocess.run(
+            ["unshare", "-n", _tool("nft"), "-c", "-f", str(nft)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
         ipset = tmp_path / f"{family}.ipset"
         ipset.write_bytes(render("ipset", SET, family=family, now=NOW))
         ipset_commands(ipset.read_text())
-        if _tool_works("unshare", "-n", "true") and shutil.which("ipset"):
-            script = f"set -e; ipset restore -f {ipset}; ipset restore -f {ipset}"
-            done = subprocess.run(
-                ["unshare", "-n", "sh", "-c", script], capture_output=True, text=True
-            )
-            assert done.returncode == 0, done.stderr
+        tool = _tool("ipset")
+        script = f"set -e; {tool} restore -f {ipset}; {tool} restore -f {ipset}"
+        done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

@@ -98,7 +98,8 @@ async def touch(conn: Any, key_id: UUID, now: datetime, every: timedelta) -> boo
     """Record a use, unless one was recorded less than `every` ago (any replica)."""
     row = await conn.fetchrow(
         "UPDATE reader_keys SET last_used_at = $2 WHERE id = $1"
-        " AND (last_used_at IS NULL OR last_used_at <= $2 - $3::interval) RETURNING id",
+        " AND (last_used_at IS NULL OR last_used_at <= $2::timestamptz - $3::interval)"
+        " RETURNING id",
         key_id,
         now,
         every,

@@ -9,7 +9,6 @@ admission.py's; the caller types are in callers.py, the key cache in keydirector
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -210,7 +209,7 @@ def _key_of_authorization(value: str) -> str | None:
         return None
     try:
         decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8
         return None
     _user, colon, password = decoded.partition(":")
     return password if colon else None

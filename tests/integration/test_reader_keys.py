@@ -281,6 +281,7 @@ async def test_missing_unknown_and_malformed_keys_are_refused(rhub: Hub) -> None
         {"Authorization": key},
         {"Authorization": f"Basic {key}"},
         {"Authorization": "Basic !!!"},
+        {"Authorization": "Basic \u00fc\u00fc=="},
         {"Authorization": "Bearer"},
         {"Authorization": f"Digest {key}"},
         _basic(key, ""),

@@ -58,6 +58,7 @@ def test_each_form_carries_the_key(headers: list[tuple[str, str]]) -> None:
         [("Authorization", "Basic " + base64.b64encode(KEY.encode()).decode())],
         [("Authorization", "Basic " + base64.b64encode(b"u:\xff").decode())],
         [("Authorization", "Basic " + "A" * 2000)],
+        [("Authorization", "Basic üü==")],
         [("Authorization", f"Negotiate {KEY}")],
         [("Authorization", "Bearer ")],
     ],
@@ -100,6 +101,8 @@ def _app() -> web.Application:
         {"Authorization": "Bearer hmk_" + "!" * 43},
         {"Authorization": _basic("u", "hmk_")},
         {"Authorization": "Token " + "x" * 5000},
+        {"Authorization": "Basic ünïcode"},
+        {"X-Api-Key": "hmk_" + "é" * 43},
     ],
 )
 @pytest.mark.parametrize("status", [401, 403])

@@ -58,6 +58,8 @@ async def _check_signature(
         signing.check_components(sig, bool(body))
         signing.check_freshness(sig, now)
     except ProtocolError as exc:
+        if exc.code == "missing_signature":
+            await _refuse_reader_key(request)
         raise Unauthorized(exc.detail, code=exc.code) from None
     return sig, now
 
@@ -147,8 +149,10 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
+        await _refuse_reader_key(request)
         raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
     if not well_formed_bearer(token):
+        await _refuse_reader_key(request)
         raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
     pool = request.app[state.POOL]
     async with _guarded_lookup(request), pool.acquire() as conn:
@@ -252,6 +256,23 @@ async def _reader(request: web.Request, refusal_status: int) -> ReaderCaller:
     request[state.CALLER] = caller
     await request.app[state.READERS].touch(found, now)
     return caller
+
+
+async def _refuse_reader_key(request: web.Request) -> None:
+    """On a route that needs another credential, a valid reader key is 403 `forbidden`:
+    it reads and does nothing else (PROTOCOL.md 13 r2). An unknown, revoked or expired
+    one is no credential at all, and the route's own 401 follows."""
+    key = reader_key_of(request.headers)
+    if key is None or not well_formed_reader_key(key):
+        return
+    key_hash = hash_token(key)
+    async with _guarded_lookup(request):
+        found = await request.app[state.READERS].get(key_hash)
+    now = to_datetime(now_of(request))
+    if found is None or not hmac.compare_digest(found.key_hash, key_hash) or not found.usable(now):
+        return
+    request[state.IDENTIFIED] = True
+    raise Forbidden("A reader key only reads: this route needs another credential.")
 
 
 def _unknown_reader(status: int, detail: str) -> HubError:

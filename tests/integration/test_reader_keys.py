@@ -120,6 +120,7 @@ async def test_create_list_and_revoke(rhub: Hub) -> None:
     assert created["name"] == "edge-1" and created["tenant_id"] == tenant_id
     assert created["created_at"] == rfc3339(to_datetime(rhub.now()))
     assert created["expires_at"] == "2098-12-31T23:00:00Z"
+    rhub.clock.advance(1)  # oldest first: by creation time
     other = await _key(rhub, tenant_id, "edge-2")
     assert other["expires_at"] is None and other["key"] != key
 
@@ -451,3 +452,38 @@ async def test_the_reader_cache_ttl_is_at_most_two_seconds(
     await hub.call("DELETE", f"/v1/admin/reader-keys/{made['key_id']}")
     clock.advance(2)
     assert (await _as_reader(other, headers)).status == 401
+
+
+OTHER_ROUTES = [
+    ("GET", "/v1/admin/allowlist"),
+    ("POST", "/v1/admin/tenants"),
+    ("GET", "/v1/review/candidates"),
+    ("GET", "/v1/feed"),
+    ("POST", "/v1/signals"),
+    ("GET", "/v1/nodes/self"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), OTHER_ROUTES, ids=[f"{m} {p}" for m, p in OTHER_ROUTES]
+)
+async def test_a_reader_key_only_reads(rhub: Hub, method: str, path: str) -> None:
+    """Any route but the reader routes answers a valid reader key 403 `forbidden`;
+    a revoked one is no credential, and the route's own 401 follows."""
+    made = await _key(rhub, await rhub.tenant())
+    key = made["key"]
+    data = b"{}" if method == "POST" else None
+    for headers in (
+        {"X-Api-Key": key},
+        {"Authorization": f"Bearer {key}"},
+        {"Authorization": f"Token {key}"},
+        _basic("u", key),
+    ):
+        hdrs = {"X-Forwarded-For": _address(), **headers}
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        reply = await send(rhub, method, path, data=data, headers=hdrs)
+        assert_problem(reply, 403, "forbidden")
+    await rhub.call("DELETE", f"/v1/admin/reader-keys/{made['key_id']}")
+    reply = await send(rhub, method, path, data=data, headers={"X-Api-Key": key})
+    assert reply.status == 401, reply.body

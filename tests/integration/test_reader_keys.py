@@ -55,8 +55,12 @@ def hub_config(hub_config: Config) -> Config:
 async def _read(request: web.Request) -> web.Response:
     caller = await authenticate_reader(request)
     windows = await admit_reader(request, caller)
-    body = {"key_id": str(caller.key_id), "tenant_id": str(caller.tenant_id), "name": caller.name}
-    body["scopes"] = scopes_of_reader(caller)  # type: ignore[assignment]
+    body: dict[str, Any] = {
+        "key_id": str(caller.key_id),
+        "tenant_id": str(caller.tenant_id),
+        "name": caller.name,
+        "scopes": scopes_of_reader(caller),
+    }
     return web.json_response(body, headers=quota_of("pull", windows).headers())
 
 

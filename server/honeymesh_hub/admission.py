@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from . import state
-from .callers import NodeCaller
+from .callers import NodeCaller, ReaderCaller
 from .clientaddress import source_address
 from .clock import to_datetime
 from .errors import HubError, RateLimited, Unauthorized
@@ -52,6 +52,24 @@ async def admit(
     admission = await _admission(
         request, verified.caller.keyid, verified.nonce, verified.now, charges
     )
+    return _allowed_or_refused(request, admission, charges)
+
+
+async def admit_reader(request: web.Request, caller: ReaderCaller) -> tuple[Window, ...]:
+    """Charge one request of a reader key against its tenant's `pull_per_minute`,
+    counted per key (PROTOCOL.md sections 9 and 13 r2); 429 `rate_limited` past it.
+
+    A reader signs nothing, so there is no nonce to spend: only the limit.
+    """
+    limit = Limit(per_minute(caller.tenant.limits["pull_per_minute"]), f"reader:{caller.key_id}")
+    charges: list[Charge] = [("pull", limit, 1)]
+    admission = await request.app[state.LIMITER].admit(charges)
+    return _allowed_or_refused(request, admission, charges)
+
+
+def _allowed_or_refused(
+    request: web.Request, admission: Admission, charges: Sequence[Charge]
+) -> tuple[Window, ...]:
     if not admission.allowed:
         policy = charges[_refused_index(admission, charges)][0]
         spent = quota_of(
@@ -135,7 +153,7 @@ async def failed_auth_answer(request: web.Request, error: HubError) -> HubError:
 
 
 def _counts_as_failed_auth(request: web.Request, error: HubError) -> bool:
-    if error.status == 401:
+    if error.status == 401 or request.get(state.READER_REFUSED):
         return True
     route = request.match_info.route
     return error.status == 403 and error.code == "forbidden" and route.name == "enroll"

@@ -15,7 +15,7 @@ from . import routes, state, wiring
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
-from .keydirectory import FailedAuthGuard, KeyDirectory
+from .keydirectory import FailedAuthGuard, KeyDirectory, ReaderDirectory
 from .metrics import Metrics
 from .middleware import hub_middleware
 from .notify import FeedNotifier
@@ -32,6 +32,9 @@ log = logging.getLogger("honeymesh.app")
 COMPACTION_SECONDS = 60
 NONCE_PURGE_SECONDS = 60
 FLUSH_SECONDS = 1.0
+# A revoked reader key answers as unknown within 5 s on every replica (PROTOCOL.md 4
+# r2): each caches a key for at most this long.
+READER_CACHE_SECONDS = 2.0
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
@@ -55,6 +58,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(config.database_url)
     app[state.POOL] = pool
     app[state.DIRECTORY] = KeyDirectory(pool, config.identity_cache_seconds)
+    app[state.READERS] = ReaderDirectory(
+        pool, min(config.identity_cache_seconds, READER_CACHE_SECONDS), app[state.CLOCK]
+    )
     now = to_datetime(app[state.CLOCK]())
     await seed_public_addresses(pool, config.public_addresses, now)
     yield

@@ -8,6 +8,7 @@ admission.py's; the caller types are in callers.py, the key cache in keydirector
 
 from __future__ import annotations
 
+import base64
 import hmac
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -20,16 +21,18 @@ from honeymesh_client.protocol.keys import keyid_of
 
 from . import state
 from .admission import VerifiedRequest, admit, spend_nonce
-from .callers import NodeCaller, TokenCaller
+from .callers import NodeCaller, ReaderCaller, TokenCaller
 from .clientaddress import source_address
 from .clock import to_datetime
-from .entitlements import check_node
-from .errors import Forbidden, Unauthorized
+from .entitlements import check_node, check_reader
+from .errors import Forbidden, HubError, Unauthorized
 from .store import tokens as token_store
-from .tokens import hash_token, well_formed_bearer
+from .tokens import hash_token, well_formed_bearer, well_formed_reader_key
 
 # RFC 9110 section 11.6.1: a 401 carries the challenge of the scheme it wants (RFC 6750).
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="honeymesh"'}
+# A reader may send its key as a bearer token or as a Basic password (PROTOCOL.md 13).
+_READER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="honeymesh", Bearer realm="honeymesh"'}
 
 
 def split_target(request: web.Request) -> tuple[str, str]:
@@ -55,6 +58,8 @@ async def _check_signature(
         signing.check_components(sig, bool(body))
         signing.check_freshness(sig, now)
     except ProtocolError as exc:
+        if exc.code == "missing_signature":
+            await _refuse_reader_key(request)
         raise Unauthorized(exc.detail, code=exc.code) from None
     return sig, now
 
@@ -144,8 +149,10 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
+        await _refuse_reader_key(request)
         raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
     if not well_formed_bearer(token):
+        await _refuse_reader_key(request)
         raise Unauthorized("The bearer token is unknown, revoked or expired.", headers=_CHALLENGE)
     pool = request.app[state.POOL]
     async with _guarded_lookup(request), pool.acquire() as conn:
@@ -170,3 +177,105 @@ async def authenticate_token(request: web.Request, role: str) -> TokenCaller:
     if caller.role != role:
         raise Forbidden(f"This route needs a {role} token.")
     return caller
+
+
+def reader_key_of(headers: Any) -> str | None:
+    """The reader key a request carries (PROTOCOL.md 13 r2), or None.
+
+    `X-Api-Key: <key>`, `Authorization: Bearer <key>`, `Authorization: Token <key>`, or
+    HTTP Basic with any user name and the key as the password (RFC 7617: the user id
+    ends at the first colon). A credential sent twice, two that differ, or a header
+    that does not parse is no key at all: an ambiguous request is refused, never
+    guessed at. Pure: no lookup.
+    """
+    api_keys = headers.getall("X-Api-Key", [])
+    authorizations = headers.getall("Authorization", [])
+    if len(api_keys) > 1 or len(authorizations) > 1:
+        return None
+    found = [api_keys[0].strip()] if api_keys else []
+    if authorizations:
+        from_authorization = _key_of_authorization(authorizations[0])
+        if from_authorization is None:
+            return None
+        found.append(from_authorization)
+    if not found or any(k != found[0] for k in found):
+        return None
+    return found[0] or None
+
+
+def _key_of_authorization(value: str) -> str | None:
+    scheme, _, credentials = value.strip().partition(" ")
+    credentials = credentials.strip()
+    scheme = scheme.lower()
+    if scheme in ("bearer", "token"):
+        return credentials or None
+    if scheme != "basic" or len(credentials) > 1024:
+        return None
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
+async def authenticate_reader(request: web.Request, *, refusal_status: int = 401) -> ReaderCaller:
+    """The reader key of the request (PROTOCOL.md 13 r2), for the reader routes.
+
+    A missing, malformed, unknown, revoked or expired key is refused with
+    `refusal_status`: 401 `unauthorized` (with a Basic and Bearer challenge), or 403
+    `forbidden` on the CrowdSec routes. A known key whose tenant is suspended, past its
+    `expires_at` or without `pull` is 403 (`tenant_suspended`, `entitlement_expired`,
+    `not_entitled`). Every refusal counts as a failed authentication (section 9, in
+    admission.py). A malformed key is refused without a lookup; the stored hash is
+    compared in constant time; a key is at most a couple of seconds stale
+    (keydirectory.ReaderDirectory).
+    """
+    try:
+        return await _reader(request, refusal_status)
+    except HubError:
+        request[state.READER_REFUSED] = True
+        raise
+
+
+async def _reader(request: web.Request, refusal_status: int) -> ReaderCaller:
+    key = reader_key_of(request.headers)
+    if key is None:
+        raise _unknown_reader(refusal_status, "A reader key is required.")
+    if not well_formed_reader_key(key):
+        raise _unknown_reader(refusal_status, "The reader key is unknown, revoked or expired.")
+    key_hash = hash_token(key)
+    async with _guarded_lookup(request):
+        found = await request.app[state.READERS].get(key_hash)
+    now = to_datetime(now_of(request))
+    if found is None or not hmac.compare_digest(found.key_hash, key_hash) or not found.usable(now):
+        raise _unknown_reader(refusal_status, "The reader key is unknown, revoked or expired.")
+    check_reader(found.tenant, now)
+    caller = ReaderCaller(key_id=found.key_id, tenant=found.tenant, name=found.name)
+    request[state.IDENTIFIED] = True
+    request[state.CALLER] = caller
+    await request.app[state.READERS].touch(found, now)
+    return caller
+
+
+async def _refuse_reader_key(request: web.Request) -> None:
+    """On a route that needs another credential, a valid reader key is 403 `forbidden`:
+    it reads and does nothing else (PROTOCOL.md 13 r2). An unknown, revoked or expired
+    one is no credential at all, and the route's own 401 follows."""
+    key = reader_key_of(request.headers)
+    if key is None or not well_formed_reader_key(key):
+        return
+    key_hash = hash_token(key)
+    async with _guarded_lookup(request):
+        found = await request.app[state.READERS].get(key_hash)
+    now = to_datetime(now_of(request))
+    if found is None or not hmac.compare_digest(found.key_hash, key_hash) or not found.usable(now):
+        return
+    request[state.IDENTIFIED] = True
+    raise Forbidden("A reader key only reads: this route needs another credential.")
+
+
+def _unknown_reader(status: int, detail: str) -> HubError:
+    if status == 403:
+        return Forbidden(detail)
+    return Unauthorized(detail, headers=_READER_CHALLENGE)

@@ -1,4 +1,4 @@
-"""Who a request's caller is: an enrolled node or a bearer token. Pure types.
+"""Who a request's caller is: an enrolled node, a bearer token or a reader key. Pure types.
 
 Kept apart from auth.py so that state.py, the services and the views can name a
 caller without importing aiohttp, the database or Redis, and without an import cycle.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from .entitlements import NodeIdentity
+from .entitlements import NodeIdentity, TenantState
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,4 +42,21 @@ class TokenCaller:
         return f"{self.role}:{self.name}"
 
 
-Caller = NodeCaller | TokenCaller
+@dataclass(frozen=True, slots=True)
+class ReaderCaller:
+    """A reader key's holder (PROTOCOL.md 13 r2): reads its tenant's view, nothing else."""
+
+    key_id: UUID
+    tenant: TenantState
+    name: str
+
+    @property
+    def tenant_id(self) -> UUID:
+        return self.tenant.tenant_id
+
+    @property
+    def actor(self) -> str:
+        return f"reader:{self.key_id}"
+
+
+Caller = NodeCaller | TokenCaller | ReaderCaller

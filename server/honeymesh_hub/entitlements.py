@@ -119,3 +119,33 @@ def check_node(identity: NodeIdentity, now: datetime, feature: str | None) -> No
             f"The tenant's plan ({identity.tenant.plan}) does not include {feature}.",
             code="not_entitled",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderKey:
+    """A reader key (PROTOCOL.md 13 r2) and its tenant, read in one query."""
+
+    key_id: UUID
+    name: str
+    key_hash: bytes
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    tenant: TenantState
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired: otherwise it answers as an unknown key."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+def check_reader(tenant: TenantState, now: datetime) -> None:
+    """A reader sees its tenant's view only while the tenant is active, before its
+    expires_at, and with a plan that grants pull (PROTOCOL.md 13 r2); else a 403."""
+    if tenant.status != "active":
+        raise Forbidden("The reader key's tenant is suspended.", code="tenant_suspended")
+    if tenant.expires_at is not None and tenant.expires_at <= now:
+        raise Forbidden("The tenant's entitlement has expired.", code="entitlement_expired")
+    if "pull" not in tenant.features:
+        raise Forbidden(
+            f"The tenant's plan ({tenant.plan}) does not include pull.", code="not_entitled"
+        )

@@ -1,5 +1,5 @@
-"""Which node holds which key, cached per process, and the bound on the credential
-lookups of a source past the failed-auth limit.
+"""Which node holds which key and which tenant a reader key reads, cached per process,
+and the bound on the credential lookups of a source past the failed-auth limit.
 
 Neither touches the request or the app state: auth.py hands them keyids and source
 addresses, admission.py marks the flooding sources.
@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from honeymesh_client.protocol.keys import is_keyid
 
-from .entitlements import NodeIdentity
+from .entitlements import NodeIdentity, ReaderKey
 from .store import identity as identity_store
+from .store import readers as reader_store
+
+log = logging.getLogger("honeymesh.auth")
 
 
 class KeyDirectory:
@@ -66,6 +71,83 @@ class KeyDirectory:
         for keyid, (_, found) in list(self._entries.items()):
             if found is not None and found.node_id == node_id:
                 del self._entries[keyid]
+
+
+class ReaderDirectory:
+    """key hash -> ReaderKey (or None), cached per process for at most `ttl` seconds of
+    `clock`, an LRU of at most `size` entries, misses cached too.
+
+    The TTL is what bounds how long a revoked key keeps reading on another replica
+    (PROTOCOL.md 4 r2: within 5 s); the replica that revokes forgets it at once. Callers
+    hand it only the hashes of well-formed keys. It also records each key's last use,
+    at most once every `touch_every` per key (one write a minute, not one a request).
+    """
+
+    def __init__(
+        self,
+        pool: object,
+        ttl: float,
+        clock: Callable[[], float],
+        size: int = 50_000,
+        touch_every: timedelta = timedelta(minutes=1),
+    ) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._clock = clock
+        self._size = size
+        self._touch_every = touch_every
+        self._entries: OrderedDict[bytes, tuple[float, ReaderKey | None]] = OrderedDict()
+        # key id -> when this process may next record a use of it.
+        self._next_touch: OrderedDict[UUID, datetime] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key_hash: bytes) -> ReaderKey | None:
+        now = self._clock()
+        hit = self._entries.get(key_hash)
+        if hit is not None and 0 <= now - hit[0] < self._ttl:
+            self._entries.move_to_end(key_hash)
+            return hit[1]
+        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
+            found = await reader_store.by_hash(conn, key_hash)
+        self._entries[key_hash] = (now, found)
+        self._entries.move_to_end(key_hash)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return found
+
+    def forget_key(self, key_id: UUID) -> None:
+        """Drop a revoked key here at once; other replicas follow within the TTL."""
+        for key_hash, (_, found) in list(self._entries.items()):
+            if found is not None and found.key_id == key_id:
+                del self._entries[key_hash]
+
+    async def touch(self, key: ReaderKey, now: datetime) -> None:
+        """Record a use of `key` if none was recorded in the last `touch_every`.
+
+        One query a key per `touch_every` per process at most, and the statement itself
+        writes only when the stored time is that old, so replicas together write at most
+        once per `touch_every`. A failure loses only the record, never the request.
+        """
+        due = self._next_touch.get(key.key_id)
+        if due is not None and now < due:
+            return
+        if key.last_used_at is not None and now < key.last_used_at + self._touch_every:
+            self._remember_touch(key.key_id, key.last_used_at + self._touch_every)
+            return
+        self._remember_touch(key.key_id, now + self._touch_every)
+        try:
+            async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
+                await reader_store.touch(conn, key.key_id, now, self._touch_every)
+        except Exception:  # the last use is a hint; the read goes on
+            log.warning("recording a reader key's last use failed", exc_info=True)
+
+    def _remember_touch(self, key_id: UUID, due: datetime) -> None:
+        self._next_touch[key_id] = due
+        self._next_touch.move_to_end(key_id)
+        while len(self._next_touch) > self._size:
+            self._next_touch.popitem(last=False)
 
 
 class FailedAuthGuard:

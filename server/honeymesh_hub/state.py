@@ -12,7 +12,7 @@ from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .callers import Caller
-    from .keydirectory import FailedAuthGuard, KeyDirectory
+    from .keydirectory import FailedAuthGuard, KeyDirectory, ReaderDirectory
     from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
@@ -27,6 +27,7 @@ POOL: web.AppKey[Any] = web.AppKey("pool")
 REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
+READERS: web.AppKey[ReaderDirectory] = web.AppKey("readers")
 AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
@@ -40,3 +41,6 @@ CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
 # Set once a request proves a known identity (an enrolled node's valid signature or a
 # valid bearer token): such a request is never refused by the failed-auth limit.
 IDENTIFIED: web.RequestKey[bool] = web.RequestKey("identified")
+# Set when a reader key was refused (PROTOCOL.md 13 r2): whatever the answer's status,
+# 401 or 403, it counts as a failed authentication (admission.py).
+READER_REFUSED: web.RequestKey[bool] = web.RequestKey("reader_refused")

@@ -1,4 +1,5 @@
-"""Bearer and enrollment tokens: made random, shown once, stored as a hash (section 1)."""
+"""Bearer, enrollment tokens and reader keys: made random, shown once, stored as a hash
+(section 1)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import re
 import secrets
 
-PREFIX = {"admin": "hma_", "reviewer": "hmr_", "enrollment": "hme_"}
+PREFIX = {"admin": "hma_", "reviewer": "hmr_", "enrollment": "hme_", "reader": "hmk_"}
 
 
 # What new_token makes for a bearer (admin or reviewer): prefix, 43 base64url characters.
@@ -16,6 +17,15 @@ _BEARER = re.compile(r"(?:hma|hmr)_[A-Za-z0-9_-]{43}")
 def well_formed_bearer(token: str) -> bool:
     """Whether `token` could be a bearer token at all (no lookup needed to refuse it)."""
     return _BEARER.fullmatch(token) is not None
+
+
+# What new_token makes for a reader key (PROTOCOL.md 1 r2): the same form, `hmk_`.
+_READER_KEY = re.compile(r"hmk_[A-Za-z0-9_-]{43}")
+
+
+def well_formed_reader_key(key: str) -> bool:
+    """Whether `key` could be a reader key at all (no lookup needed to refuse it)."""
+    return _READER_KEY.fullmatch(key) is not None
 
 
 def new_token(kind: str) -> str:

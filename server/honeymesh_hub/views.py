@@ -40,6 +40,19 @@ def enrollment_token(row: Any) -> dict[str, Any]:
     }
 
 
+def reader_key(row: Any) -> dict[str, Any]:
+    """A reader key as listed: never the key, never its hash (PROTOCOL.md 4 r2)."""
+    return {
+        "key_id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "name": row["name"],
+        "created_at": rfc3339(row["created_at"]),
+        "expires_at": rfc3339(row["expires_at"]),
+        "last_used_at": rfc3339(row["last_used_at"]),
+        "revoked_at": rfc3339(row["revoked_at"]),
+    }
+
+
 def node(row: Any) -> dict[str, Any]:
     return {
         "node_id": str(row["id"]),

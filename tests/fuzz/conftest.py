@@ -143,7 +143,8 @@ class FuzzHub:
         return node_id
 
     def make_spares(self) -> None:
-        """A second tenant, node, tokens, an allowlist entry and a candidate, for path_ids."""
+        """A second tenant, node, tokens, an allowlist entry, a reader key and a candidate,
+        for path_ids."""
         tenant = self.admin("POST", "/v1/admin/tenants", {"name": "spare", "plan": "pro"})
         spare_tenant = tenant["tenant_id"]
         enrollment = self.admin(
@@ -156,6 +157,9 @@ class FuzzHub:
         )
         entry = self.admin(
             "POST", "/v1/admin/allowlist", {"cidr": "192.0.2.0/24", "reason": "fuzz"}
+        )
+        reader_key = self.admin(
+            "POST", f"/v1/admin/tenants/{spare_tenant}/reader-keys", {"name": "spare"}
         )
         # Two candidates: one left pending (claim, view), one approved (provenance).
         envelopes = [
@@ -177,6 +181,8 @@ class FuzzHub:
         self.path_ids = {
             tenant_path: {"tenant_id": spare_tenant},
             tenant_path + "/enrollment-tokens": {"tenant_id": spare_tenant},
+            tenant_path + "/reader-keys": {"tenant_id": spare_tenant},
+            "/v1/admin/reader-keys/{key_id}": {"key_id": reader_key["key_id"]},
             "/v1/admin/enrollment-tokens/{token_id}": {"token_id": enrollment["token_id"]},
             "/v1/admin/tokens/{token_id}": {"token_id": token["token_id"]},
             "/v1/admin/nodes/{node_id}": {"node_id": spare_node},

@@ -85,6 +85,7 @@ SEMANTIC_REFUSALS: dict[str, dict[str, str]] = {
     # At most the tenant's effective max_nodes, a per-tenant limit (x-decisions).
     "createEnrollmentToken": {"/max_uses": "max_nodes"},
     "createTenant": {"/expires_at": _TIME},
+    "createReaderKey": {"/expires_at": _TIME},
     "patchTenant": {"/expires_at": _TIME},
 }
 

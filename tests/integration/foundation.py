@@ -51,9 +51,18 @@ def assert_problem(reply: Reply, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-# Every table of the foundation (migration 0001) but the audit log, which is append-only
-# (a trigger refuses edits), so its count and last seq say whether it moved.
-SNAPSHOT_TABLES = ("tenants", "api_tokens", "enrollment_tokens", "nodes", "node_keys", "allowlist")
+# Every table of the foundation (migration 0001) and the reader keys (0007) but the
+# audit log, which is append-only (a trigger refuses edits), so its count and last seq
+# say whether it moved.
+SNAPSHOT_TABLES = (
+    "tenants",
+    "api_tokens",
+    "enrollment_tokens",
+    "nodes",
+    "node_keys",
+    "allowlist",
+    "reader_keys",
+)
 _DIGEST = "row(count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')))::text"
 _AUDIT = "(SELECT row(count(*), max(seq))::text FROM audit_log) AS audit_log"
 

@@ -66,6 +66,7 @@ class World:
     reviewer_token: str
     entry_id: str
     node: Node
+    reader_key_id: str
 
     def path(self, template: str) -> str:
         return template.format(
@@ -75,6 +76,7 @@ class World:
             node=self.node.node_id,
             entry=self.entry_id,
             keyid=self.node.key.keyid,
+            reader_key=self.reader_key_id,
         )
 
 
@@ -92,6 +94,8 @@ async def world(hub: Hub) -> AsyncIterator[World]:
     )
     assert entry.status == 201, entry.body
     node = await hub.enroll(token=made.body["token"])
+    reader = await hub.call("POST", f"/v1/admin/tenants/{tenant_id}/reader-keys", {"name": "w"})
+    assert reader.status == 201, reader.body
     yield World(
         hub=hub,
         tenant_id=tenant_id,
@@ -101,6 +105,7 @@ async def world(hub: Hub) -> AsyncIterator[World]:
         reviewer_token=await hub.reviewer_token(),
         entry_id=entry.body["entry_id"],
         node=node,
+        reader_key_id=reader.body["key_id"],
     )
 
 
@@ -112,6 +117,9 @@ ADMIN_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/admin/tenants/{tenant}/enrollment-tokens", {"max_uses": 1}),
     ("GET", "/v1/admin/tenants/{tenant}/enrollment-tokens", None),
     ("DELETE", "/v1/admin/enrollment-tokens/{etoken}", None),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {"name": "r"}),
+    ("GET", "/v1/admin/tenants/{tenant}/reader-keys", None),
+    ("DELETE", "/v1/admin/reader-keys/{reader_key}", None),
     ("POST", "/v1/admin/tokens", {"role": "admin", "name": "x"}),
     ("DELETE", "/v1/admin/tokens/{token}", None),
     ("GET", "/v1/admin/nodes", None),
@@ -286,6 +294,39 @@ SHAPES: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/admin/tenants/{tenant}/enrollment-tokens", {"max_uses": True}, "/max_uses"),
     ("POST", "/v1/admin/tenants/{tenant}/enrollment-tokens", {"token": "mine"}, "/token"),
     ("POST", "/v1/admin/tenants/{tenant}/enrollment-tokens", [1], ""),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {}, "/name"),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", [], ""),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", "r", ""),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {"name": 1}, "/name"),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {"name": ""}, "/name"),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {"name": "x" * 201}, "/name"),
+    ("POST", "/v1/admin/tenants/{tenant}/reader-keys", {"name": "r", "key": "hmk_x"}, "/key"),
+    (
+        "POST",
+        "/v1/admin/tenants/{tenant}/reader-keys",
+        {"name": "r", "tenant_id": "x"},
+        "/tenant_id",
+    ),
+    (
+        "POST",
+        "/v1/admin/tenants/{tenant}/reader-keys",
+        {"name": "r", "expires_at": 5},
+        "/expires_at",
+    ),
+    *(
+        (
+            "POST",
+            "/v1/admin/tenants/{tenant}/reader-keys",
+            {"name": "r", "expires_at": t},
+            "/expires_at",
+        )
+        for t in (
+            "2000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-01:00",
+            "2030-02-30T00:00:00Z",
+            "2030-01-01T00:00:00",
+        )
+    ),
     ("POST", "/v1/admin/tokens", {"name": "x"}, "/role"),
     ("POST", "/v1/admin/tokens", {"role": "admin"}, "/name"),
     ("POST", "/v1/admin/tokens", {"role": "admin", "name": ["x"]}, "/name"),
@@ -505,6 +546,17 @@ NOT_FOUND: list[tuple[str, str]] = [
     ("DELETE", "/v1/admin/enrollment-tokens/{random}"),
     ("DELETE", "/v1/admin/enrollment-tokens/{token}"),
     ("DELETE", "/v1/admin/enrollment-tokens/{etoken_value}"),
+    ("POST", "/v1/admin/tenants/{random}/reader-keys"),
+    ("POST", "/v1/admin/tenants/{node}/reader-keys"),
+    ("POST", "/v1/admin/tenants/zz/reader-keys"),
+    ("GET", "/v1/admin/tenants/{random}/reader-keys"),
+    ("GET", "/v1/admin/tenants/{reader_key}/reader-keys"),
+    ("GET", "/v1/admin/tenants/zz/reader-keys"),
+    ("DELETE", "/v1/admin/reader-keys/{random}"),
+    ("DELETE", "/v1/admin/reader-keys/{tenant}"),
+    ("DELETE", "/v1/admin/reader-keys/{etoken}"),
+    ("DELETE", "/v1/admin/reader-keys/hmk_xyz"),
+    ("DELETE", "/v1/admin/reader-keys/not-a-uuid"),
     ("DELETE", "/v1/admin/tokens/{random}"),
     ("DELETE", "/v1/admin/tokens/{etoken}"),
     ("DELETE", "/v1/admin/tokens/hma_xyz"),
@@ -535,6 +587,8 @@ async def test_unknown_or_foreign_ids_answer_404(world: World, method: str, temp
     )
     path = world.path(path)
     body = next((b for k, b in _BODIES.items() if f"{method} {path}".startswith(k)), None)
+    if method == "POST" and path.endswith("/reader-keys"):
+        body = {"name": "r"}
     before = await snapshot(world.hub.database_url)
     reply = await world.hub.call(method, path, body)
     assert_problem(reply, 404, "not_found")

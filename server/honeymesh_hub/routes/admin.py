@@ -67,6 +67,34 @@ async def revoke_enrollment_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/v1/admin/tenants/{tenant_id}/reader-keys")
+async def create_reader_key(request: web.Request) -> web.Response:
+    actor = await _admin(request)
+    tenant_id = path_uuid(request, "tenant_id", "tenant")
+    body = await json_body(request, "reader-key-create")
+    result = await admin.create_reader_key(
+        request.app[state.POOL], now(request), actor, tenant_id, body
+    )
+    return json_response(result, status=201)
+
+
+@routes.get("/v1/admin/tenants/{tenant_id}/reader-keys")
+async def list_reader_keys(request: web.Request) -> web.Response:
+    await _admin(request)
+    tenant_id = path_uuid(request, "tenant_id", "tenant")
+    return json_response(await admin.list_reader_keys(request.app[state.POOL], tenant_id))
+
+
+@routes.delete("/v1/admin/reader-keys/{key_id}")
+async def revoke_reader_key(request: web.Request) -> web.Response:
+    actor = await _admin(request)
+    key_id = path_uuid(request, "key_id", "reader key")
+    await admin.revoke_reader_key(request.app[state.POOL], now(request), actor, key_id)
+    # Here at once; every other replica within its cache's TTL (PROTOCOL.md 4 r2).
+    request.app[state.READERS].forget_key(key_id)
+    return web.Response(status=204)
+
+
 @routes.post("/v1/admin/tokens")
 async def create_token(request: web.Request) -> web.Response:
     actor = await _admin(request)

@@ -17,10 +17,11 @@ from .. import views
 from ..clock import rfc3339
 from ..config import PolicyConfig
 from ..entitlements import TenantState, effective_limits, narrows
-from ..errors import NotFound, ValidationFailed
+from ..errors import Conflict, NotFound, ValidationFailed
 from ..store import audit
 from ..store import enrollment as enrollment_store
 from ..store import nodes as node_store
+from ..store import readers as reader_store
 from ..store import tenants as tenant_store
 from ..store import tokens as token_store
 from ..tokens import hash_token, new_token
@@ -29,6 +30,7 @@ from . import decisions
 log = logging.getLogger("honeymesh.admin")
 
 MAX_ENROLLMENT_TTL = 7 * 86400
+MAX_LIVE_READER_KEYS = 100
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -253,6 +255,81 @@ async def revoke_token(pool: Any, now: datetime, actor: str, token_id: uuid.UUID
             raise NotFound("No such token.")
         await audit.append(
             conn, now=now, actor=actor, action="token.revoke", target=f"token:{token_id}"
+        )
+
+
+async def create_reader_key(
+    pool: Any, now: datetime, actor: str, tenant_id: uuid.UUID, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A reader key for one tenant (PROTOCOL.md 4 r2), shown this once.
+
+    The tenant row is locked while the live keys are counted, so concurrent creates
+    cannot pass MAX_LIVE_READER_KEYS together.
+    """
+    expires_at = parse_time(body.get("expires_at"), "/expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise _invalid("/expires_at", "must be in the future")
+    key = new_token("reader")
+    key_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        if await tenant_store.get(conn, tenant_id, for_update=True) is None:
+            raise NotFound("No such tenant.")
+        if await reader_store.count_live(conn, tenant_id, now) >= MAX_LIVE_READER_KEYS:
+            raise Conflict(
+                f"The tenant has {MAX_LIVE_READER_KEYS} live reader keys, the most it may"
+                " hold; revoke one first."
+            )
+        row = await reader_store.insert(
+            conn,
+            key_id=key_id,
+            tenant_id=tenant_id,
+            name=body["name"],
+            key_hash=hash_token(key),
+            expires_at=expires_at,
+            now=now,
+        )
+        await audit.append(
+            conn,
+            now=now,
+            actor=actor,
+            action="reader_key.create",
+            target=f"reader_key:{key_id}",
+            details={
+                "tenant_id": str(tenant_id),
+                "name": body["name"],
+                "expires_at": rfc3339(expires_at),
+            },
+        )
+    return {
+        "key_id": str(key_id),
+        "key": key,
+        "name": row["name"],
+        "tenant_id": str(tenant_id),
+        "created_at": rfc3339(row["created_at"]),
+        "expires_at": rfc3339(row["expires_at"]),
+    }
+
+
+async def list_reader_keys(pool: Any, tenant_id: uuid.UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        if await tenant_store.get(conn, tenant_id) is None:
+            raise NotFound("No such tenant.")
+        rows = await reader_store.list_for_tenant(conn, tenant_id)
+    return {"reader_keys": [views.reader_key(r) for r in rows]}
+
+
+async def revoke_reader_key(pool: Any, now: datetime, actor: str, key_id: uuid.UUID) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await reader_store.revoke(conn, key_id, now)
+        if row is None:
+            raise NotFound("No such reader key.")
+        await audit.append(
+            conn,
+            now=now,
+            actor=actor,
+            action="reader_key.revoke",
+            target=f"reader_key:{key_id}",
+            details={"tenant_id": str(row["tenant_id"])},
         )
 
 

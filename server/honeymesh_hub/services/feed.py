@@ -18,9 +18,10 @@ from typing import Any
 from uuid import UUID
 
 from .. import views
-from ..callers import NodeCaller
+from ..callers import NodeCaller, ReaderCaller
 from ..clock import rfc3339
 from ..cursor import CursorError, Position, decode, encode
+from ..entitlements import TenantState
 from ..errors import BadRequest, CursorExpired
 from ..metrics import Metrics
 from ..notify import FeedNotifier
@@ -81,7 +82,15 @@ class FeedContext:
 
 
 def scopes_of(caller: NodeCaller) -> list[str]:
-    tenant = caller.identity.tenant
+    return _scopes_of_tenant(caller.identity.tenant)
+
+
+def scopes_of_reader(caller: ReaderCaller) -> list[str]:
+    """A reader sees exactly what a node of its tenant sees (PROTOCOL.md 13 r2)."""
+    return _scopes_of_tenant(caller.tenant)
+
+
+def _scopes_of_tenant(tenant: TenantState) -> list[str]:
     scopes = [str(tenant.tenant_id)]
     if "mesh" in tenant.features:
         scopes.append("mesh")

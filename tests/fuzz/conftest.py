@@ -74,6 +74,7 @@ class FuzzHub:
     base_url: str
     admin_token: str
     reviewer_token: str = ""
+    reader_key: str = ""  # of the fuzzed tenant, for the reader routes
     tenant_id: str = ""
     node_id: str = ""
     node_key: NodeKey = field(default_factory=NodeKey.generate)
@@ -161,6 +162,10 @@ class FuzzHub:
         reader_key = self.admin(
             "POST", f"/v1/admin/tenants/{spare_tenant}/reader-keys", {"name": "spare"}
         )
+        own_reader = self.admin(
+            "POST", f"/v1/admin/tenants/{self.tenant_id}/reader-keys", {"name": "reader"}
+        )
+        self.reader_key = own_reader["key"]
         # Two candidates: one left pending (claim, view), one approved (provenance).
         envelopes = [
             build_envelope(self.node_key, json.dumps(_signal(self.node_id, value)).encode())

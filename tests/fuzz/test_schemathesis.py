@@ -171,6 +171,8 @@ class _Credentials(requests.auth.AuthBase):
         r.headers["X-Forwarded-For"] = self.hub.next_address()
         if "httpSignature" in self.security:
             self._sign(r)
+        elif "readerKey" in self.security:
+            r.headers["X-Api-Key"] = self.hub.reader_key
         elif "bearer" in self.security:
             token = (
                 self.hub.reviewer_token

@@ -125,7 +125,12 @@ class Lookup:
 def lookup_of(query: Mapping[str, str]) -> Lookup:
     """`ip=X`, `range=CIDR`, or `scope=ip|range&value=...`; `type` other than ban,
     or another scope or origin, matches nothing. Raises BadLookup for a bad value."""
-    contains = query.get("contains", "true").lower() != "false"
+    # An empty parameter is an absent one, as CrowdSec's (gin's Query gives "").
+    query = {k: v for k, v in query.items() if v != ""}
+    contains_text = query.get("contains", "true")
+    if contains_text not in ("true", "false"):
+        raise BadLookup("contains must be true or false")
+    contains = contains_text == "true"
     kind_type = (query.get("type") or "ban").lower()
     origins = {o.strip() for o in (query.get("origins") or "").split(",") if o.strip()}
     if kind_type != "ban" or (origins and ORIGIN not in origins):

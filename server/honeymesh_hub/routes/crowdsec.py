@@ -19,7 +19,7 @@ from ..auth import authenticate_reader
 from ..bodies import read_body
 from ..callers import ReaderCaller
 from ..crowdsec import BadLookup, Filters, accepts_gzip, lookup_of
-from ..errors import BadRequest, HubError
+from ..errors import BadRequest, HubError, UnsupportedMediaType, ValidationFailed
 from ..ratelimit import quota_of
 from ..services import crowdsec
 from .common import now
@@ -64,7 +64,7 @@ def _gzip(request: web.Request, resp: web.StreamResponse) -> None:
 
 
 def _startup(request: web.Request) -> bool:
-    value = request.query.get("startup", "false").lower()
+    value = request.query.get("startup", "false")
     if value not in ("true", "false"):
         raise BadRequest("startup must be true or false")
     return value == "true"
@@ -125,5 +125,14 @@ async def head(request: web.Request) -> web.StreamResponse:
 @_lapi
 async def usage_metrics(request: web.Request) -> web.StreamResponse:
     await _reader(request)
-    await read_body(request)  # at most 1 MiB (bodies.MAX_BODY); accepted and dropped
+    # At most 1 MiB (bodies.MAX_BODY), a JSON object as CrowdSec's; then dropped, so
+    # it is parsed leniently (not held to I-JSON: nothing of it is stored or signed).
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json.")
+    try:
+        metrics = json.loads(await read_body(request))
+    except ValueError:
+        raise BadRequest("The body is not JSON.") from None
+    if not isinstance(metrics, dict):
+        raise ValidationFailed("The usage metrics are a JSON object.")
     return web.Response(status=201)

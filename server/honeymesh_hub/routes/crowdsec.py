@@ -8,6 +8,7 @@ authentication limit of section 9 still applies (admission.failed_auth_answer).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from ..services import crowdsec
 from .common import now
 
 routes = web.RouteTableDef()
+log = logging.getLogger("honeymesh.crowdsec")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -84,11 +86,19 @@ async def decisions_stream(request: web.Request) -> web.StreamResponse:
         headers={**quota_of("pull", windows).headers(), "Cache-Control": "no-cache"}
     )
     resp.content_type = "application/json"
+    # Sent with the head: the middleware's own comes after the body has gone.
+    resp.headers["X-Request-Id"] = request[state.REQUEST_ID]
     _gzip(request, resp)
     await resp.prepare(request)
-    async for chunk in stream.chunks():
-        await resp.write(chunk)
-    await resp.write_eof()
+    try:
+        async for chunk in stream.chunks():
+            await resp.write(chunk)
+        await resp.write_eof()
+    except ConnectionError:
+        # The bouncer went away mid-answer: the position stays, and its next poll
+        # gets these changes again. Nothing to answer, nothing worth a traceback.
+        log.info("crowdsec answer not delivered", extra={"fields": {"key": str(caller.key_id)}})
+        return resp
     # Only now is the whole answer written: an answer that was not is served again.
     await stream.delivered()
     return resp

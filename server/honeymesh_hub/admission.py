@@ -55,15 +55,23 @@ async def admit(
     return _allowed_or_refused(request, admission, charges)
 
 
-async def admit_reader(request: web.Request, caller: ReaderCaller) -> tuple[Window, ...]:
+async def admit_reader(
+    request: web.Request, caller: ReaderCaller, *, refuse: bool = True
+) -> tuple[Window, ...]:
     """Charge one request of a reader key against its tenant's `pull_per_minute`,
     counted per key (PROTOCOL.md sections 9 and 13 r2); 429 `rate_limited` past it.
+
+    `refuse=False` (a CrowdSec `startup=true` poll, 13.1: a bouncer exits when its
+    first request fails) counts the request and never refuses it; past the limit it
+    goes through uncounted, the window being full already.
 
     A reader signs nothing, so there is no nonce to spend: only the limit.
     """
     limit = Limit(per_minute(caller.tenant.limits["pull_per_minute"]), f"reader:{caller.key_id}")
     charges: list[Charge] = [("pull", limit, 1)]
     admission = await request.app[state.LIMITER].admit(charges)
+    if not refuse:
+        return admission.windows
     return _allowed_or_refused(request, admission, charges)
 
 

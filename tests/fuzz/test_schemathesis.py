@@ -87,6 +87,9 @@ SEMANTIC_REFUSALS: dict[str, dict[str, str]] = {
     "createTenant": {"/expires_at": _TIME},
     "createReaderKey": {"/expires_at": _TIME},
     "patchTenant": {"/expires_at": _TIME},
+    # An address or CIDR that is none (PROTOCOL.md 13.1): CrowdSec's 400 `{"message"}`
+    # carries no pointer, so any 400 of this lookup is taken as that one.
+    "crowdsecDecisions": {"": ""},
 }
 
 

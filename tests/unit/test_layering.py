@@ -19,6 +19,7 @@ PURE = {
     "honeymesh_hub.callers",
     "honeymesh_hub.clock",
     "honeymesh_hub.config",
+    "honeymesh_hub.crowdsec",
     "honeymesh_hub.cursor",
     "honeymesh_hub.entitlements",
     "honeymesh_hub.errors",

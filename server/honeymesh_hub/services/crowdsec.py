@@ -1,0 +1,224 @@
+"""CrowdSec bouncer streams and lookups (PROTOCOL.md 13.1).
+
+A reader key has one position in PostgreSQL (`crowdsec_positions`), a point in the
+feed log's (xid, seq) order, so any replica answers its next poll. A poll answers the
+changes since that position, read as the feed reads them (store/feed.py: only events
+of finished transactions, in (xid, seq) order, so no decision is ever skipped); a
+startup poll, a key without a position, a position of an older visibility epoch, or
+one behind the compacted log, answers every active decision the key may see, written
+page by page as it is read. The route moves the position (`Stream.delivered`) only
+once the whole answer was written; an undelivered answer is served again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from .. import crowdsec
+from ..callers import ReaderCaller
+from ..crowdsec import Filters, Lookup
+from ..store import crowdsec as crowdsec_store
+from ..store import feed as feed_store
+from .feed import scopes_of_reader
+
+# Rows a startup page reads: what one page holds in memory, whatever the set's size.
+PAGE = 1000
+# Events a delta reads per query.
+DELTA_PAGE = 5000
+
+
+@dataclass(slots=True)
+class Stream:
+    """One stream answer: `chunks()` writes it, `delivered()` then moves the position."""
+
+    pool: Any
+    caller: ReaderCaller
+    filters: Filters
+    now: datetime
+    startup: bool
+    # Where the key stands once this answer is delivered.
+    xid: int = 0
+    seq: int = 0
+    new: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if not self.startup:
+            for part in crowdsec.stream_parts(self.new, self.deleted):
+                yield part
+            return
+        yield b'{"new": ['
+        first = True
+        async for page in self._active_pages():
+            if page:
+                yield (b"" if first else b", ") + b", ".join(page)
+                first = False
+        yield b'], "deleted": []}'
+
+    async def _active_pages(self) -> AsyncIterator[list[bytes]]:
+        if self.filters.admits_nothing:
+            return
+        scopes = scopes_of_reader(self.caller)
+        types = sorted(self.filters.types)
+        after: int | None = None
+        while True:
+            # A connection per page, never held while the client reads: a slow
+            # bouncer costs no pooled connection between pages.
+            async with self.pool.acquire() as conn:
+                rows = await crowdsec_store.active_page(conn, scopes, types, self.now, after, PAGE)
+            if not rows:
+                return
+            after = rows[-1]["crowdsec_id"]
+            yield [
+                _encoded(_active(r, self.now))
+                for r in rows
+                if self.filters.admits(r["indicator_type"], r["scenarios"])
+                and crowdsec.remaining_seconds(r["expires_at"], self.now) >= 1
+            ]
+            if len(rows) < PAGE:
+                return
+
+    async def delivered(self) -> None:
+        async with self.pool.acquire() as conn:
+            await crowdsec_store.save_position(
+                conn,
+                self.caller.key_id,
+                self.xid,
+                self.seq,
+                self.caller.tenant.visibility_epoch,
+                self.now,
+            )
+
+
+def _encoded(item: dict[str, Any]) -> bytes:
+    return crowdsec.json_bytes(item)
+
+
+def _active(row: Any, now: datetime) -> dict[str, Any]:
+    return crowdsec.decision(
+        crowdsec_id=row["crowdsec_id"],
+        uuid=str(row["id"]),
+        indicator_type=row["indicator_type"],
+        value=row["indicator_value"],
+        scenarios=sorted(row["scenarios"]),
+        expires_at=row["expires_at"],
+        now=now,
+    )
+
+
+async def open_stream(
+    pool: Any, caller: ReaderCaller, *, startup: bool, filters: Filters, now: datetime
+) -> Stream:
+    """The answer to one poll, its changes read (a delta) or about to be (startup)."""
+    scopes = scopes_of_reader(caller)
+    epoch = caller.tenant.visibility_epoch
+    async with pool.acquire() as conn:
+        stored = None if startup else await crowdsec_store.position(conn, caller.key_id)
+        if stored is not None:
+            low = await feed_store.watermark(conn)
+            if stored["epoch"] != epoch or (int(stored["xid"]), stored["seq"]) < low:
+                # What the key may see shrank, or the log behind it was compacted: the
+                # whole set again, so the bouncer drops nothing it must not keep.
+                stored = None
+        if stored is None:
+            # Taken before the first page is read: every transaction below it is in
+            # what the pages read, and whatever is not comes in the next delta.
+            boundary = await feed_store.boundary(conn)
+            return Stream(pool, caller, filters, now, True, boundary, 0)
+    xid, seq = int(stored["xid"]), int(stored["seq"])
+    events: list[Any] = []
+    while True:
+        async with pool.acquire() as conn:
+            xmin, rows = await crowdsec_store.delta(conn, xid, seq, scopes, DELTA_PAGE)
+        events.extend(rows)
+        if len(rows) < DELTA_PAGE:
+            # Every final event visible to the key was read: continue at xmin.
+            nxt = (xmin, 0)
+            break
+        xid, seq = int(rows[-1]["xid"]), rows[-1]["seq"]
+    stream = Stream(pool, caller, filters, now, False, *nxt)
+    stream.new, stream.deleted = _changes(events, filters, now)
+    return stream
+
+
+def _changes(
+    events: Iterable[Any], filters: Filters, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`new` and `deleted` of a delta: each decision as it stands at its last event;
+    an extension (the bouncer held it) in both, so its timeout is refreshed."""
+    latest: dict[UUID, Any] = {}
+    first_time: dict[UUID, datetime] = {}
+    for row in events:
+        cid = row["candidate_id"]
+        latest.pop(cid, None)
+        latest[cid] = row
+        first_time.setdefault(cid, row["time"])
+    new: list[dict[str, Any]] = []
+    deleted: list[dict[str, Any]] = []
+    for cid, row in latest.items():
+        entry = row["entry"]
+        if not filters.admits(row["indicator_type"], row["scenarios"]):
+            continue
+        base = {
+            "crowdsec_id": row["crowdsec_id"],
+            "uuid": str(cid),
+            "indicator_type": row["indicator_type"],
+            "value": row["indicator_value"],
+        }
+        if row["kind"] == "removed":
+            until = row["expires_at"] or now
+            deleted.append(
+                crowdsec.decision(
+                    **base,
+                    scenarios=sorted(row["scenarios"]),
+                    expires_at=until,
+                    now=now,
+                    deleted=True,
+                )
+            )
+            continue
+        expires_at = _parse_time(entry["expires_at"])
+        scenarios = sorted(entry["scenarios"])
+        if _held(row, entry, first_time[cid]):
+            deleted.append(
+                crowdsec.decision(
+                    **base, scenarios=scenarios, expires_at=expires_at, now=now, deleted=True
+                )
+            )
+        if crowdsec.remaining_seconds(expires_at, now) >= 1:
+            new.append(
+                crowdsec.decision(**base, scenarios=scenarios, expires_at=expires_at, now=now)
+            )
+    return new, deleted
+
+
+def _held(row: Any, entry: dict[str, Any], first_time: datetime) -> bool:
+    """Whether the bouncer held this decision at its position: the candidate's last
+    event before it was an addition; or, that event compacted away, the decision was
+    approved before the first event of this delta (an extension, not an approval)."""
+    if row["before"] is not None:
+        return bool(row["before"] == "added")
+    approved = entry.get("approved_at")
+    return approved is not None and _parse_time(approved) < first_time.replace(microsecond=0)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+async def lookup(
+    pool: Any, caller: ReaderCaller, query: Lookup, now: datetime
+) -> list[dict[str, Any]]:
+    """The active decisions the key may see that contain (or lie within) the query's
+    address or range."""
+    if query.none:
+        return []
+    async with pool.acquire() as conn:
+        rows = await crowdsec_store.containing(
+            conn, scopes_of_reader(caller), query.network, query.contains, now
+        )
+    return [_active(r, now) for r in rows if crowdsec.remaining_seconds(r["expires_at"], now) >= 1]

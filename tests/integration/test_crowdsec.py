@@ -1,0 +1,286 @@
+"""The CrowdSec Local API, bouncer side (PROTOCOL.md 13.1), against the real hub:
+startup then deltas (approval, retraction, extension, expiry), an undelivered answer
+served again, filters, lookups and `null`, HEAD, usage metrics, 403 bodies, the pull
+limit that never refuses a startup, gzip, and a narrowed visibility answering as
+startup."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from honeymesh_hub import state
+from honeymesh_hub.clock import to_datetime
+from honeymesh_hub.services.expiry import sweep
+from tests.support import Hub, Node, publish, signal
+
+STREAM = "/crowdsec/v1/decisions/stream"
+
+
+async def _trusted(hub: Hub, tenant: str | None = None) -> Node:
+    node = await hub.enroll(tenant)
+    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    assert reply.status == 200
+    return node
+
+
+async def _approve(node: Node, value: str, kind: str = "ip", **extra: Any) -> str:
+    body = signal(node, value, confidence=95, indicator={"type": kind, "value": value}, **extra)
+    reply = await publish(node, body)
+    [result] = reply.body["results"]
+    assert result["candidate_state"] == "approved", reply.body
+    return str(result["candidate_id"])
+
+
+async def _key(hub: Hub, tenant: str) -> dict[str, Any]:
+    reply = await hub.call("POST", f"/v1/admin/tenants/{tenant}/reader-keys", {"name": "cs"})
+    assert reply.status == 201, reply.body
+    made: dict[str, Any] = reply.body
+    return made
+
+
+async def _get(hub: Hub, path: str, key: str | None, **headers: str) -> tuple[int, Any, Any]:
+    if key is not None:
+        headers["X-Api-Key"] = key
+    resp = await hub.client.get(path, headers=headers)
+    raw = await resp.read()
+    return resp.status, resp.headers, json.loads(raw) if raw else raw
+
+
+async def _poll(hub: Hub, key: str, startup: bool = False, query: str = "") -> dict[str, Any]:
+    status, _, body = await _get(hub, f"{STREAM}?startup={str(startup).lower()}{query}", key)
+    assert status == 200, body
+    assert isinstance(body["new"], list) and isinstance(body["deleted"], list)
+    result: dict[str, Any] = body
+    return result
+
+
+def _uuids(items: list[dict[str, Any]]) -> list[str]:
+    return sorted(i["uuid"] for i in items)
+
+
+@pytest.fixture
+async def world(hub: Hub) -> dict[str, Any]:
+    tenant = await hub.tenant()
+    source = await _trusted(hub, tenant)
+    made = await _key(hub, tenant)
+    return {"tenant": tenant, "source": source, "key": made["key"], "key_id": made["key_id"]}
+
+
+async def test_startup_then_deltas(hub: Hub, world: dict[str, Any]) -> None:
+    source, key = world["source"], world["key"]
+    a = await _approve(source, "198.51.100.1")
+    b = await _approve(source, "198.51.100.64/28", kind="cidr", scenario="ssh-bf")
+    first = await _poll(hub, key, startup=True)
+    assert _uuids(first["new"]) == sorted([a, b]) and first["deleted"] == []
+    by_uuid = {d["uuid"]: d for d in first["new"]}
+    ip, cidr = by_uuid[a], by_uuid[b]
+    assert isinstance(ip["id"], int) and isinstance(cidr["id"], int) and ip["id"] != cidr["id"]
+    assert {k: ip[k] for k in ("origin", "type", "scope", "value", "simulated")} == {
+        "origin": "honeymesh",
+        "type": "ban",
+        "scope": "Ip",
+        "value": "198.51.100.1",
+        "simulated": False,
+    }
+    assert ip["duration"] == "1h0m0s" and ip["until"].endswith("Z")
+    assert (cidr["scope"], cidr["value"], cidr["scenario"]) == (
+        "Range",
+        "198.51.100.64/28",
+        "ssh-bf",
+    )
+    assert await _poll(hub, key) == {"new": [], "deleted": []}
+
+    # Approval and retraction.
+    c = await _approve(source, "203.0.113.5")
+    allow = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.1", "reason": "x"})
+    assert allow.status == 201
+    changes = await _poll(hub, key)
+    assert _uuids(changes["new"]) == [c]
+    assert [(d["uuid"], d["id"], d["duration"]) for d in changes["deleted"]] == [
+        (a, ip["id"], "0s")
+    ]
+    assert await _poll(hub, key) == {"new": [], "deleted": []}
+
+    # Extension: a delete and a re-add of the same id in one answer.
+    hub.clock.advance(600)
+    reply = await publish(source, signal(source, "203.0.113.5", confidence=95))
+    assert reply.status == 202
+    extended = await _poll(hub, key)
+    assert _uuids(extended["new"]) == [c] and _uuids(extended["deleted"]) == [c]
+    assert extended["new"][0]["id"] == extended["deleted"][0]["id"]
+    # the until of an event is written in whole seconds
+    assert extended["new"][0]["duration"] in ("1h0m0s", "59m59s")
+    assert extended["new"][0]["until"] > changes["new"][0]["until"]
+    assert extended["deleted"][0]["duration"] == "0s"
+
+    # Expiry.
+    hub.clock.advance(3600)
+    await sweep(hub.client.app[state.POOL], to_datetime(hub.now()))
+    expired = await _poll(hub, key)
+    assert expired["new"] == [] and _uuids(expired["deleted"]) == sorted([b, c])
+    assert await _poll(hub, key, startup=True) == {"new": [], "deleted": []}
+
+
+async def test_a_key_without_a_position_answers_as_startup(hub: Hub, world: dict[str, Any]) -> None:
+    a = await _approve(world["source"], "198.51.100.2")
+    body = await _poll(hub, world["key"], startup=False)
+    assert _uuids(body["new"]) == [a] and body["deleted"] == []
+
+
+async def test_an_undelivered_answer_is_served_again(
+    hub: Hub, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, key = world["source"], world["key"]
+    await _poll(hub, key, startup=True)
+    a = await _approve(source, "198.51.100.3")
+    original = web.StreamResponse.write_eof
+    failed: list[bool] = []
+
+    async def broken(self: web.StreamResponse, data: bytes = b"") -> None:
+        if not failed:
+            failed.append(True)
+            raise ConnectionResetError("the bouncer went away")
+        await original(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", broken)
+    with contextlib.suppress(aiohttp.ClientError):  # the connection was cut
+        resp = await hub.client.get(f"{STREAM}?startup=false", headers={"X-Api-Key": key})
+        await resp.read()
+    assert failed
+    b = await _approve(source, "198.51.100.4")
+    again = await _poll(hub, key)
+    assert _uuids(again["new"]) == sorted([a, b])
+    assert await _poll(hub, key) == {"new": [], "deleted": []}
+
+
+async def test_filters(hub: Hub, world: dict[str, Any]) -> None:
+    source, key = world["source"], world["key"]
+    ip = await _approve(source, "198.51.100.5", scenario="crowdsecurity/ssh-bf")
+    cidr = await _approve(source, "198.51.100.16/28", kind="cidr", scenario="http-probe")
+
+    async def startup(query: str) -> list[str]:
+        return _uuids((await _poll(hub, key, startup=True, query=query))["new"])
+
+    assert await startup("") == sorted([ip, cidr])
+    assert await startup("&scopes=Range") == [cidr]
+    assert await startup("&scopes=ip,range") == sorted([ip, cidr])
+    assert await startup("&scopes=country") == []
+    assert await startup("&origins=crowdsec,cscli") == []
+    assert await startup("&origins=honeymesh") == sorted([ip, cidr])
+    assert await startup("&scenarios_containing=SSH") == [ip]
+    assert await startup("&scenarios_not_containing=ssh,foo") == [cidr]
+    later = await _approve(source, "198.51.100.6", scenario="crowdsecurity/ssh-bf")
+    assert _uuids((await _poll(hub, key, query="&scopes=range"))["new"]) == []
+    assert later  # filtered out of that delta; the position moved past it all the same
+
+
+async def test_lookups_head_and_usage_metrics(hub: Hub, world: dict[str, Any]) -> None:
+    source, key = world["source"], world["key"]
+    cidr = await _approve(source, "198.51.100.32/28", kind="cidr")
+    ip = await _approve(source, "198.51.100.33")
+    status, _, body = await _get(hub, "/crowdsec/v1/decisions?ip=198.51.100.33", key)
+    assert status == 200 and _uuids(body) == sorted([cidr, ip])
+    status, _, body = await _get(hub, "/crowdsec/v1/decisions?ip=198.51.100.40", key)
+    assert status == 200 and _uuids(body) == [cidr]
+    status, _, body = await _get(hub, "/crowdsec/v1/decisions?scope=ip&value=198.51.100.40", key)
+    assert _uuids(body) == [cidr]
+    status, _, body = await _get(hub, "/crowdsec/v1/decisions?range=198.51.100.32/30", key)
+    assert _uuids(body) == [cidr]
+    resp = await hub.client.get("/crowdsec/v1/decisions?ip=192.0.2.1", headers={"X-Api-Key": key})
+    assert (resp.status, await resp.read()) == (200, b"null")
+    status, _, body = await _get(hub, "/crowdsec/v1/decisions?ip=nope", key)
+    assert status == 400 and set(body) == {"message"}
+    for path in (STREAM, "/crowdsec/v1/decisions"):
+        resp = await hub.client.head(path, headers={"X-Api-Key": key})
+        assert (resp.status, await resp.read()) == (200, b"")
+    resp = await hub.client.post(
+        "/crowdsec/v1/usage-metrics",
+        json={"remediation_components": []},
+        headers={"X-Api-Key": key},
+    )
+    assert resp.status == 201
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Api-Key": "hmk_" + "A" * 43}, {"X-Api-Key": "not-a-key"}],
+)
+async def test_bad_keys_answer_403_access_forbidden(hub: Hub, headers: dict[str, str]) -> None:
+    for method, path in (
+        ("GET", f"{STREAM}?startup=true"),
+        ("GET", "/crowdsec/v1/decisions?ip=192.0.2.1"),
+        ("POST", "/crowdsec/v1/usage-metrics"),
+    ):
+        resp = await hub.client.request(method, path, headers=headers)
+        assert resp.status == 403
+        assert await resp.json() == {"message": "access forbidden"}
+    resp = await hub.client.head(STREAM, headers=headers)
+    assert resp.status == 403
+
+
+async def test_a_revoked_key_answers_403(hub: Hub, world: dict[str, Any]) -> None:
+    assert (await hub.call("DELETE", f"/v1/admin/reader-keys/{world['key_id']}")).status == 204
+    status, _, body = await _get(hub, f"{STREAM}?startup=true", world["key"])
+    assert (status, body) == (403, {"message": "access forbidden"})
+
+
+async def test_startup_is_never_refused_by_the_pull_limit(hub: Hub) -> None:
+    tenant = await hub.tenant(limits={"pull_per_minute": 2})
+    key = (await _key(hub, tenant))["key"]
+    for _ in range(4):
+        await _poll(hub, key, startup=True)
+    status, headers, body = await _get(hub, f"{STREAM}?startup=false", key)
+    assert status == 429 and set(body) == {"message"}
+    assert int(headers["Retry-After"]) >= 1
+
+
+async def test_gzip_when_accepted(hub: Hub, world: dict[str, Any]) -> None:
+    for i in range(40):
+        await _approve(world["source"], f"198.51.100.{100 + i}")
+    headers = {"X-Api-Key": world["key"], "Accept-Encoding": "gzip, deflate"}
+    resp = await hub.client.get(f"{STREAM}?startup=true", headers=headers, auto_decompress=False)
+    raw = await resp.read()
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    body = json.loads(gzip.decompress(raw))
+    assert len(body["new"]) == 40 and body["deleted"] == []
+    plain = await hub.client.get(
+        f"{STREAM}?startup=true", headers={"X-Api-Key": world["key"], "Accept-Encoding": "identity"}
+    )
+    assert "Content-Encoding" not in plain.headers
+    assert len((await plain.json())["new"]) == 40
+
+
+async def test_a_narrowed_visibility_answers_as_startup(hub: Hub) -> None:
+    """PROTOCOL.md 8 r2, for reader keys: a position of an older epoch is not used."""
+    source = await _trusted(hub)
+    tenant = await hub.tenant()
+    key = (await _key(hub, tenant))["key"]
+    mesh = await _approve(source, "198.51.100.50")
+    assert _uuids((await _poll(hub, key, startup=True))["new"]) == [mesh]
+    for change in ({"plan": "community"}, {"plan": "pro"}):
+        assert (await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)).status == 200
+    body = await _poll(hub, key)
+    assert _uuids(body["new"]) == [mesh] and body["deleted"] == []
+    assert await _poll(hub, key) == {"new": [], "deleted": []}
+
+
+async def test_many_decisions_stream_in_pages(hub: Hub, world: dict[str, Any]) -> None:
+    from honeymesh_hub.services import crowdsec as service
+
+    for i in range(5):
+        await _approve(world["source"], f"198.51.100.{200 + i}")
+    original = service.PAGE
+    service.PAGE = 2
+    try:
+        body = await _poll(hub, world["key"], startup=True)
+    finally:
+        service.PAGE = original
+    assert len(body["new"]) == 5
+    assert len({d["id"] for d in body["new"]}) == 5

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
+from pycrowdsec import client as pycrowdsec  # the dev extra installs it: never skipped
 
 from tests.support import Hub, Node, publish, signal
-
-pycrowdsec = pytest.importorskip("pycrowdsec.client")
 
 
 async def _trusted(hub: Hub, tenant: str) -> Node:

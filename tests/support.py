@@ -184,3 +184,20 @@ async def publish(node: Node, *payloads: dict[str, Any]) -> Reply:
     return await node.request(
         "POST", "/v1/signals", {"envelopes": [envelope(node, p) for p in payloads]}
     )
+
+
+async def trusted(hub: Hub, tenant: str | None = None) -> Node:
+    """An enrolled node marked trusted: its signals of confidence 95 approve at once."""
+    node = await hub.enroll(tenant)
+    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
+    assert reply.status == 200
+    return node
+
+
+async def approve(node: Node, value: str, kind: str = "ip", **extra: Any) -> str:
+    """A decision approved by a trusted node's own signal; its id."""
+    body = signal(node, value, confidence=95, indicator={"type": kind, "value": value}, **extra)
+    reply = await publish(node, body)
+    [result] = reply.body["results"]
+    assert result["candidate_state"] == "approved", reply.body
+    return str(result["candidate_id"])

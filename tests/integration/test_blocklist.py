@@ -11,19 +11,7 @@ import pytest
 
 from honeymesh_client.protocol.blocklists import FORMATS
 from tests.integration.foundation import assert_problem
-from tests.support import Hub, Node, Reply, publish, signal
-
-
-async def _trusted(hub: Hub, tenant: str) -> Node:
-    node = await hub.enroll(tenant)
-    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
-    assert reply.status == 200
-    return node
-
-
-async def _approve(node: Node, value: str, share: str = "mesh") -> None:
-    reply = await publish(node, signal(node, value, confidence=95, share=share))
-    assert reply.body["results"][0]["candidate_state"] == "approved", reply.body
+from tests.support import Hub, Reply, approve, trusted
 
 
 async def _reader_key(hub: Hub, tenant: str) -> dict[str, Any]:
@@ -42,12 +30,12 @@ async def _get(hub: Hub, query: str, headers: dict[str, str]) -> Reply:
 @pytest.fixture
 async def world(hub: Hub) -> dict[str, Any]:
     ours, other = await hub.tenant(), await hub.tenant()
-    source = await _trusted(hub, ours)
-    stranger = await _trusted(hub, other)
-    await _approve(source, "198.51.100.7")
-    await _approve(source, "2001:db8::7")
-    await _approve(source, "203.0.113.9", share="tenant")
-    await _approve(stranger, "203.0.113.66", share="tenant")  # another tenant's own
+    source = await trusted(hub, ours)
+    stranger = await trusted(hub, other)
+    await approve(source, "198.51.100.7")
+    await approve(source, "2001:db8::7")
+    await approve(source, "203.0.113.9", share="tenant")
+    await approve(stranger, "203.0.113.66", share="tenant")  # another tenant's own
     made, other_made = await _reader_key(hub, ours), await _reader_key(hub, other)
     return {"key": made["key"], "key_id": made["key_id"], "other_key": other_made["key"]}
 

@@ -18,24 +18,9 @@ from aiohttp import web
 from honeymesh_hub import state
 from honeymesh_hub.clock import to_datetime
 from honeymesh_hub.services.expiry import sweep
-from tests.support import Hub, Node, publish, signal
+from tests.support import Hub, approve, publish, signal, trusted
 
 STREAM = "/crowdsec/v1/decisions/stream"
-
-
-async def _trusted(hub: Hub, tenant: str | None = None) -> Node:
-    node = await hub.enroll(tenant)
-    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
-    assert reply.status == 200
-    return node
-
-
-async def _approve(node: Node, value: str, kind: str = "ip", **extra: Any) -> str:
-    body = signal(node, value, confidence=95, indicator={"type": kind, "value": value}, **extra)
-    reply = await publish(node, body)
-    [result] = reply.body["results"]
-    assert result["candidate_state"] == "approved", reply.body
-    return str(result["candidate_id"])
 
 
 async def _key(hub: Hub, tenant: str) -> dict[str, Any]:
@@ -68,15 +53,15 @@ def _uuids(items: list[dict[str, Any]]) -> list[str]:
 @pytest.fixture
 async def world(hub: Hub) -> dict[str, Any]:
     tenant = await hub.tenant()
-    source = await _trusted(hub, tenant)
+    source = await trusted(hub, tenant)
     made = await _key(hub, tenant)
     return {"tenant": tenant, "source": source, "key": made["key"], "key_id": made["key_id"]}
 
 
 async def test_startup_then_deltas(hub: Hub, world: dict[str, Any]) -> None:
     source, key = world["source"], world["key"]
-    a = await _approve(source, "198.51.100.1")
-    b = await _approve(source, "198.51.100.64/28", kind="cidr", scenario="ssh-bf")
+    a = await approve(source, "198.51.100.1")
+    b = await approve(source, "198.51.100.64/28", kind="cidr", scenario="ssh-bf")
     first = await _poll(hub, key, startup=True)
     assert _uuids(first["new"]) == sorted([a, b]) and first["deleted"] == []
     by_uuid = {d["uuid"]: d for d in first["new"]}
@@ -98,7 +83,7 @@ async def test_startup_then_deltas(hub: Hub, world: dict[str, Any]) -> None:
     assert await _poll(hub, key) == {"new": [], "deleted": []}
 
     # Approval and retraction.
-    c = await _approve(source, "203.0.113.5")
+    c = await approve(source, "203.0.113.5")
     allow = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.1", "reason": "x"})
     assert allow.status == 201
     changes = await _poll(hub, key)
@@ -129,7 +114,7 @@ async def test_startup_then_deltas(hub: Hub, world: dict[str, Any]) -> None:
 
 
 async def test_a_key_without_a_position_answers_as_startup(hub: Hub, world: dict[str, Any]) -> None:
-    a = await _approve(world["source"], "198.51.100.2")
+    a = await approve(world["source"], "198.51.100.2")
     body = await _poll(hub, world["key"], startup=False)
     assert _uuids(body["new"]) == [a] and body["deleted"] == []
 
@@ -139,7 +124,7 @@ async def test_an_undelivered_answer_is_served_again(
 ) -> None:
     source, key = world["source"], world["key"]
     await _poll(hub, key, startup=True)
-    a = await _approve(source, "198.51.100.3")
+    a = await approve(source, "198.51.100.3")
     original = web.StreamResponse.write_eof
     failed: list[bool] = []
 
@@ -154,7 +139,7 @@ async def test_an_undelivered_answer_is_served_again(
         resp = await hub.client.get(f"{STREAM}?startup=false", headers={"X-Api-Key": key})
         await resp.read()
     assert failed
-    b = await _approve(source, "198.51.100.4")
+    b = await approve(source, "198.51.100.4")
     again = await _poll(hub, key)
     assert _uuids(again["new"]) == sorted([a, b])
     assert await _poll(hub, key) == {"new": [], "deleted": []}
@@ -162,8 +147,8 @@ async def test_an_undelivered_answer_is_served_again(
 
 async def test_filters(hub: Hub, world: dict[str, Any]) -> None:
     source, key = world["source"], world["key"]
-    ip = await _approve(source, "198.51.100.5", scenario="crowdsecurity/ssh-bf")
-    cidr = await _approve(source, "198.51.100.16/28", kind="cidr", scenario="http-probe")
+    ip = await approve(source, "198.51.100.5", scenario="crowdsecurity/ssh-bf")
+    cidr = await approve(source, "198.51.100.16/28", kind="cidr", scenario="http-probe")
 
     async def startup(query: str) -> list[str]:
         return _uuids((await _poll(hub, key, startup=True, query=query))["new"])
@@ -176,15 +161,15 @@ async def test_filters(hub: Hub, world: dict[str, Any]) -> None:
     assert await startup("&origins=honeymesh") == sorted([ip, cidr])
     assert await startup("&scenarios_containing=SSH") == [ip]
     assert await startup("&scenarios_not_containing=ssh,foo") == [cidr]
-    later = await _approve(source, "198.51.100.6", scenario="crowdsecurity/ssh-bf")
+    later = await approve(source, "198.51.100.6", scenario="crowdsecurity/ssh-bf")
     assert _uuids((await _poll(hub, key, query="&scopes=range"))["new"]) == []
     assert later  # filtered out of that delta; the position moved past it all the same
 
 
 async def test_lookups_head_and_usage_metrics(hub: Hub, world: dict[str, Any]) -> None:
     source, key = world["source"], world["key"]
-    cidr = await _approve(source, "198.51.100.32/28", kind="cidr")
-    ip = await _approve(source, "198.51.100.33")
+    cidr = await approve(source, "198.51.100.32/28", kind="cidr")
+    ip = await approve(source, "198.51.100.33")
     status, _, body = await _get(hub, "/crowdsec/v1/decisions?ip=198.51.100.33", key)
     assert status == 200 and _uuids(body) == sorted([cidr, ip])
     status, _, body = await _get(hub, "/crowdsec/v1/decisions?ip=198.51.100.40", key)
@@ -243,7 +228,7 @@ async def test_startup_is_never_refused_by_the_pull_limit(hub: Hub) -> None:
 
 async def test_gzip_when_accepted(hub: Hub, world: dict[str, Any]) -> None:
     for i in range(40):
-        await _approve(world["source"], f"198.51.100.{100 + i}")
+        await approve(world["source"], f"198.51.100.{100 + i}")
     headers = {"X-Api-Key": world["key"], "Accept-Encoding": "gzip, deflate"}
     resp = await hub.client.get(f"{STREAM}?startup=true", headers=headers, auto_decompress=False)
     raw = await resp.read()
@@ -259,10 +244,10 @@ async def test_gzip_when_accepted(hub: Hub, world: dict[str, Any]) -> None:
 
 async def test_a_narrowed_visibility_answers_as_startup(hub: Hub) -> None:
     """PROTOCOL.md 8 r2, for reader keys: a position of an older epoch is not used."""
-    source = await _trusted(hub)
+    source = await trusted(hub)
     tenant = await hub.tenant()
     key = (await _key(hub, tenant))["key"]
-    mesh = await _approve(source, "198.51.100.50")
+    mesh = await approve(source, "198.51.100.50")
     assert _uuids((await _poll(hub, key, startup=True))["new"]) == [mesh]
     for change in ({"plan": "community"}, {"plan": "pro"}):
         assert (await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)).status == 200
@@ -275,7 +260,7 @@ async def test_many_decisions_stream_in_pages(hub: Hub, world: dict[str, Any]) -
     from honeymesh_hub.services import crowdsec as service
 
     for i in range(5):
-        await _approve(world["source"], f"198.51.100.{200 + i}")
+        await approve(world["source"], f"198.51.100.{200 + i}")
     original = service.PAGE
     service.PAGE = 2
     try:

@@ -9,29 +9,16 @@ from typing import Any
 
 from pycrowdsec import client as pycrowdsec  # the dev extra installs it: never skipped
 
-from tests.support import Hub, Node, publish, signal
-
-
-async def _trusted(hub: Hub, tenant: str) -> Node:
-    node = await hub.enroll(tenant)
-    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
-    assert reply.status == 200
-    return node
-
-
-async def _approve(node: Node, value: str, kind: str = "ip") -> None:
-    body = signal(node, value, confidence=95, indicator={"type": kind, "value": value})
-    reply = await publish(node, body)
-    assert reply.body["results"][0]["candidate_state"] == "approved", reply.body
+from tests.support import Hub, approve, publish, signal, trusted
 
 
 async def test_pycrowdsec_follows_the_stream(hub: Hub) -> None:
     tenant = await hub.tenant()
-    source = await _trusted(hub, tenant)
+    source = await trusted(hub, tenant)
     made = await hub.call("POST", f"/v1/admin/tenants/{tenant}/reader-keys", {"name": "py"})
     key = made.body["key"]
-    await _approve(source, "198.51.100.1")
-    await _approve(source, "198.51.100.64/28", kind="cidr")
+    await approve(source, "198.51.100.1")
+    await approve(source, "198.51.100.64/28", kind="cidr")
     lapi = str(hub.client.make_url("/crowdsec/"))
     client: Any = pycrowdsec.StreamClient(api_key=key, lapi_url=lapi)
     await asyncio.to_thread(client.cycle, "true")
@@ -40,7 +27,7 @@ async def test_pycrowdsec_follows_the_stream(hub: Hub) -> None:
     assert client.get_action_for("198.51.100.70") == "ban"
     assert client.get_action_for("198.51.100.2") is None
 
-    await _approve(source, "203.0.113.9")
+    await approve(source, "203.0.113.9")
     allow = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.1", "reason": "x"})
     assert allow.status == 201
     hub.clock.advance(60)

@@ -18,21 +18,7 @@ from honeymesh_client.protocol.dsse import parse_envelope, verify_envelope
 from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub import state
 from honeymesh_hub.store import feed as feed_store
-from tests.support import Hub, Node, publish, signal
-
-
-async def trusted(hub: Hub, tenant: str | None = None) -> Node:
-    node = await hub.enroll(tenant)
-    reply = await hub.call("PATCH", f"/v1/admin/nodes/{node.node_id}", {"trusted": True})
-    assert reply.status == 200
-    return node
-
-
-async def approve(node: Node, value: str, share: str = "mesh") -> str:
-    reply = await publish(node, signal(node, value, confidence=95, share=share))
-    [result] = reply.body["results"]
-    assert result["candidate_state"] == "approved", reply.body
-    return str(result["candidate_id"])
+from tests.support import Hub, Node, approve, trusted
 
 
 async def pull_all(

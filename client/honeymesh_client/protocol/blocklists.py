@@ -59,6 +59,7 @@ __all__ = [
     "FAMILIES",
     "FORMATS",
     "Decision",
+    "check_listname",
     "etag",
     "overlaps_any",
     "render",
@@ -190,6 +191,12 @@ def etag(body: bytes) -> str:
     return '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") + '"'
 
 
+def check_listname(listname: str) -> None:
+    """ValueError unless `listname` is 1 to 63 of A-Za-z0-9 . _ -."""
+    if not isinstance(listname, str) or not _LISTNAME.match(listname):
+        raise ValueError("a list name is 1 to 63 letters, digits, '.', '_' or '-'")
+
+
 def render(
     fmt: str,
     decisions: Iterable[Decision],
@@ -204,8 +211,7 @@ def render(
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose 4 or 6")
-    if not isinstance(listname, str) or not _LISTNAME.match(listname):
-        raise ValueError("a list name is 1 to 63 letters, digits, '.', '_' or '-'")
+    check_listname(listname)
     kept = [
         d
         for d in decisions

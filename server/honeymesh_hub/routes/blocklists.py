@@ -23,7 +23,7 @@ async def get_blocklist(request: web.Request) -> web.StreamResponse:
     caller = await authenticate_reader(request)
     query = request.query
     fmt, family, listname = query.get("format"), query.get("family"), query.get("listname")
-    blocklists.check_query(fmt, family, listname, now(request))
+    blocklists.check_query(fmt, family, listname)
     assert fmt is not None
     windows = await admit_reader(request, caller)
     result = await blocklists.render(

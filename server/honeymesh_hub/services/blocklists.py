@@ -32,7 +32,7 @@ def _refused(name: str, detail: str) -> ValidationFailed:
     )
 
 
-def check_query(fmt: str | None, family: str | None, listname: str | None, now: datetime) -> None:
+def check_query(fmt: str | None, family: str | None, listname: str | None) -> None:
     """422 `validation_failed` for an unknown format or family or a bad list name."""
     if fmt not in blocklists.FORMATS:
         raise _refused("format", f"must be one of {', '.join(blocklists.FORMATS)}")
@@ -40,7 +40,7 @@ def check_query(fmt: str | None, family: str | None, listname: str | None, now: 
         raise _refused("family", "must be 4 or 6")
     if listname is not None:
         try:
-            blocklists.render("mikrotik", (), listname=listname, now=now)
+            blocklists.check_listname(listname)
         except ValueError as exc:
             raise _refused("listname", str(exc)) from None
 

@@ -21,11 +21,12 @@ from .middleware import hub_middleware
 from .notify import FeedNotifier
 from .ratelimit import RateLimiter
 from .redisconn import RedisGate
-from .services import allowlist, expiry
+from .services import allowlist, expiry, sequencer
 from .services.feed import SharedReads
 from .services.snapshots import SnapshotCache
 from .store import feed as feed_store
 from .store import nonces as nonce_store
+from .store import sequencer as sequencer_store
 from .store.db import create_pool
 
 log = logging.getLogger("honeymesh.app")
@@ -76,10 +77,11 @@ async def seed_public_addresses(pool: Any, nets: Sequence[IPNetwork], now: datet
 
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:
-    """The feed's listener, its cursor key, and the log's compaction."""
+    """The feed's listener, its cursor key, the log's compaction and the sequencer."""
     config = app[state.CONFIG]
     async with app[state.POOL].acquire() as conn:
         app[state.CURSOR_KEY] = await feed_store.cursor_key(conn)
+        app[state.HUB_IDENTITY] = await sequencer_store.hub_identity(conn)
     notifier = FeedNotifier(config.database_url)
     notifier.start()
     app[state.NOTIFIER] = notifier
@@ -87,10 +89,14 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     app[state.SNAPSHOTS] = SnapshotCache()
     app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
+    sequencing = asyncio.create_task(
+        sequencer.run_forever(app[state.POOL], notifier.news), name="sequencer"
+    )
     yield
-    compactor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await compactor
+    for task in (compactor, sequencing):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await notifier.close()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from . import state
+from . import state, taxii
 from .admission import failed_auth_answer
 from .bodies import MAX_BODY
 from .errors import (
@@ -73,6 +73,21 @@ def problem(error: HubError, request_id: str | None = None) -> web.Response:
     )
 
 
+def taxii_problem(error: HubError) -> web.Response:
+    """A TAXII 2.1 error message (PROTOCOL.md 14 r2) for every failure under /taxii2/."""
+    return web.Response(
+        status=error.status,
+        body=taxii.error_json(error.status, title_of(error), error.detail),
+        headers={**error.headers, "Content-Type": taxii.TAXII},
+    )
+
+
+def _answer(request: web.Request, error: HubError, request_id: str) -> web.Response:
+    if request.path.startswith("/taxii2/"):
+        return taxii_problem(error)
+    return problem(error, request_id)
+
+
 def _from_http(exc: web.HTTPException) -> HubError:
     if exc.status == 404:
         return NotFound("No such resource.")
@@ -100,14 +115,15 @@ async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             raise PayloadTooLarge("A request body is at most 1 MiB.")
         response = await handler(request)
     except HubError as exc:
-        response = problem(await failed_auth_answer(request, exc), request_id)
+        response = _answer(request, await failed_auth_answer(request, exc), request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = problem(_from_http(exc), request_id)
+        response = _answer(request, _from_http(exc), request_id)
     except _DB_DOWN as exc:
         log.warning("database unreachable", extra={"fields": {"error": type(exc).__name__}})
-        response = problem(
+        response = _answer(
+            request,
             ServiceUnavailable(
                 "The hub cannot reach its database; retry shortly.",
                 headers={"Retry-After": "5"},
@@ -116,7 +132,7 @@ async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         )
     except Exception:
         log.exception("unhandled error", extra={"fields": {"path": request.path}})
-        response = problem(HubError("The hub failed to handle this request."), request_id)
+        response = _answer(request, HubError("The hub failed to handle this request."), request_id)
     finally:
         request_id_var.reset(token)
     elapsed = time.perf_counter() - started

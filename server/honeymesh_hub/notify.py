@@ -40,6 +40,7 @@ class FeedNotifier:
         self._closing = False
         self.connected = asyncio.Event()
         self._registered = asyncio.Condition()
+        self._news = asyncio.Event()
 
     @property
     def closing(self) -> bool:
@@ -96,9 +97,18 @@ class FeedNotifier:
                     future.set_result(None)
 
     def wake_all(self) -> None:
+        self._news.set()
         self.wake(list(self._by_scope))
 
+    async def news(self, seconds: float) -> None:
+        """Until any notification (or a reconnect) since the last call, or `seconds`."""
+        if seconds > 0 and not self._news.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news.wait(), seconds)
+        self._news.clear()
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._news.set()
         if payload == WAKE_ALL:
             self.wake_all()
         else:

@@ -31,6 +31,8 @@ READERS: web.AppKey[ReaderDirectory] = web.AppKey("readers")
 AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
+# (hub_id, mesh_collection, created_at) of hub_identity, made at the first migration
+HUB_IDENTITY: web.AppKey[Any] = web.AppKey("hub_identity")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
 SNAPSHOTS: web.AppKey[SnapshotCache] = web.AppKey("snapshots")
 # Every service, built once the resources above are up (wiring.py).

@@ -12,12 +12,14 @@ from .services.budgets import ApprovalCaps, NewCandidateBudget
 from .services.feed import FeedContext
 from .services.groupcommit import StoreGroups
 from .services.publishing import Publishing
+from .services.taxii import Taxii
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     publishing: Publishing
     feed: FeedContext
+    taxii: Taxii
 
 
 def build(app: web.Application) -> Services:
@@ -42,5 +44,12 @@ def build(app: web.Application) -> Services:
             metrics=app[state.METRICS],
             reads=app[state.FEED_READS],
             snapshots=app[state.SNAPSHOTS],
+        ),
+        taxii=Taxii(
+            pool=app[state.POOL],
+            mac_key=app[state.CURSOR_KEY],
+            hub_id=app[state.HUB_IDENTITY]["hub_id"],
+            mesh_collection=app[state.HUB_IDENTITY]["mesh_collection"],
+            created_at=app[state.HUB_IDENTITY]["created_at"],
         ),
     )

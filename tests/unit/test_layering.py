@@ -25,6 +25,8 @@ PURE = {
     "honeymesh_hub.errors",
     "honeymesh_hub.lifecycle",
     "honeymesh_hub.shapes",
+    "honeymesh_hub.stix",
+    "honeymesh_hub.taxii",
     "honeymesh_hub.tokens",
     "honeymesh_hub.validation",
     "honeymesh_hub.views",

@@ -128,12 +128,13 @@ def test_every_operation_answers_problems_as_json(spec: dict[str, Any]) -> None:
                 if "$ref" in response:
                     response = _pointer(spec, response["$ref"].removeprefix("#"))
                 # CrowdSec's routes answer CrowdSec's `{"message"}` (PROTOCOL.md 13.1),
-                # but for the hub-wide 413 and 503 of the middleware.
-                media = (
-                    "application/json"
-                    if path.startswith("/crowdsec/") and status not in ("413", "503")
-                    else "application/problem+json"
-                )
+                # but for the hub-wide 413 and 503 of the middleware; TAXII's always
+                # TAXII error messages (section 14).
+                media = "application/problem+json"
+                if path.startswith("/crowdsec/") and status not in ("413", "503"):
+                    media = "application/json"
+                elif path.startswith("/taxii2/"):
+                    media = "application/taxii+json;version=2.1"
                 assert media in response["content"], f"{method.upper()} {path} {status}"
 
 

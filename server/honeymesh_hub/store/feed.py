@@ -161,10 +161,16 @@ async def provenance(conn: Any, candidate_id: UUID, scopes: Sequence[str]) -> tu
 
 
 async def compact(conn: Any, before: datetime) -> int:
-    """Delete events older than `before`; raise the watermark to the last one deleted."""
+    """Delete events older than `before` that are sequenced (services/sequencer.py);
+    raise the watermark to the last one deleted."""
     row = await conn.fetchrow(
         """
-        WITH gone AS (DELETE FROM feed_log WHERE time < $1 RETURNING xid, seq),
+        WITH gone AS (
+            DELETE FROM feed_log
+            WHERE time < $1
+              AND (xid, seq) <= (SELECT xid, seq FROM sequencer_state WHERE id = 1)
+            RETURNING xid, seq
+        ),
         top AS (SELECT xid, seq FROM gone ORDER BY xid DESC, seq DESC LIMIT 1),
         up AS (
             UPDATE feed_state s SET compacted_xid = top.xid, compacted_seq = top.seq

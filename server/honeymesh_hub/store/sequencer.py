@@ -1,0 +1,107 @@
+"""The sequencer's SQL (services/sequencer.py has the why).
+
+`claim` locks the one state row without waiting: a replica that finds it locked knows
+another is sequencing and leaves it be. Everything else runs in the claimer's
+transaction, so a replica that dies mid-round leaves nothing behind: its transaction
+rolls back and the next claimer starts from the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+Previous = tuple[datetime, datetime, dict[str, Any]]
+
+
+async def claim(conn: Any) -> Any:
+    """The state row, locked for this transaction; None when another replica has it."""
+    return await conn.fetchrow(
+        "SELECT xid::text AS xid, seq, ord, date_added, clock_timestamp() AS now"
+        " FROM sequencer_state WHERE id = 1 FOR UPDATE SKIP LOCKED"
+    )
+
+
+# Final events after the state, in the feed's order: below the oldest transaction
+# still running, none can appear later before them (store/feed.py).
+_FINAL_SQL = """
+WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT f.xid::text AS xid, f.seq, f.candidate_id, f.kind, f.reason, f.scope_key, f.entry,
+       f.time, (SELECT b.xmin FROM b)::text AS xmin
+FROM feed_log f, b
+WHERE (f.xid, f.seq) > ($1::text::xid8, $2::bigint) AND f.xid < b.xmin
+ORDER BY f.xid, f.seq
+LIMIT $3
+"""
+
+
+async def final_events(conn: Any, xid: int, seq: int, limit: int) -> list[Any]:
+    rows: list[Any] = await conn.fetch(_FINAL_SQL, str(xid), seq, limit)
+    return rows
+
+
+async def waiting(conn: Any, xid: int, seq: int) -> bool:
+    """Whether events after (xid, seq) wait behind a running transaction."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM feed_log WHERE (xid, seq) > ($1::text::xid8, $2))",
+            str(xid),
+            seq,
+        )
+    )
+
+
+async def previous(conn: Any, candidate_ids: Sequence[UUID]) -> dict[UUID, Previous]:
+    """Each candidate's latest sequenced version: (its time, the candidate's created,
+    its entry)."""
+    rows = await conn.fetch(
+        "SELECT candidate_id, time, created, entry FROM sequenced"
+        " WHERE latest AND candidate_id = any($1::uuid[])",
+        list(candidate_ids),
+    )
+    return {r["candidate_id"]: (r["time"], r["created"], r["entry"]) for r in rows}
+
+
+async def append(conn: Any, rows: Sequence[tuple[Any, ...]], state: tuple[Any, ...]) -> None:
+    """Insert sequenced rows (ord, date_added, xid, seq, candidate_id, scope_key, kind,
+    reason, entry, time, created), mark what they supersede, and move the state."""
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        """
+        WITH new AS (
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[],
+                                 $5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[],
+                                 $10::timestamptz[], $11::timestamptz[])
+                AS n(ord, date_added, xid, seq, candidate_id, scope_key, kind, reason,
+                     entry, time, created)
+        ),
+        old AS (
+            UPDATE sequenced s SET latest = false
+            WHERE s.latest AND s.candidate_id IN (SELECT candidate_id FROM new)
+        )
+        INSERT INTO sequenced (ord, date_added, xid, seq, candidate_id, scope_key, kind,
+                               reason, entry, time, created, latest)
+        SELECT ord, date_added, xid::xid8, seq, candidate_id, scope_key, kind, reason,
+               entry, time, created,
+               ord = max(ord) OVER (PARTITION BY candidate_id)
+        FROM new
+        """,
+        *columns,
+    )
+    await conn.execute(
+        "UPDATE sequencer_state SET xid = $1::text::xid8, seq = $2, ord = $3, date_added = $4"
+        " WHERE id = 1",
+        *state,
+    )
+
+
+async def position(conn: Any) -> tuple[int, int]:
+    """Every feed event at or before this (xid, seq) is sequenced."""
+    row = await conn.fetchrow("SELECT xid::text AS xid, seq FROM sequencer_state WHERE id = 1")
+    return int(row["xid"]), int(row["seq"])
+
+
+async def hub_identity(conn: Any) -> Any:
+    return await conn.fetchrow("SELECT hub_id, mesh_collection, created_at FROM hub_identity")

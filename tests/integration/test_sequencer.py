@@ -1,0 +1,107 @@
+"""The sequencer (services/sequencer.py): feed events get `ord` and `date_added` in
+the feed's order, `date_added` strictly increasing, and an event whose transaction
+began first but committed last is sequenced after nothing it precedes: it waits, and
+then takes its place before the later ones, with a later `date_added` than any row
+already sequenced."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from honeymesh_hub import state
+from honeymesh_hub.services import sequencer
+from honeymesh_hub.store.db import connect
+from tests.support import Hub, approve, trusted
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _drain(hub: Hub) -> None:
+    """Sequence everything final now (the app's own loop may take rounds meanwhile)."""
+    pool = hub.client.app[state.POOL]
+    for _ in range(200):
+        _done, more = await sequencer.run_round(pool)
+        if not more:
+            return
+    raise AssertionError("the sequencer never caught up")
+
+
+async def _rows(hub: Hub) -> list[Any]:
+    conn = await connect(hub.database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT ord, date_added, xid::text AS xid, seq, candidate_id, kind, time,"
+                " created, latest FROM sequenced ORDER BY ord"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_events_take_the_feed_order_and_increasing_dates(hub: Hub) -> None:
+    node = await trusted(hub)
+    ids = [await approve(node, f"203.0.113.{i}") for i in range(1, 6)]
+    await _drain(hub)
+    rows = await _rows(hub)
+    assert [str(r["candidate_id"]) for r in rows] == ids
+    assert [r["ord"] for r in rows] == [1, 2, 3, 4, 5]
+    order = [(int(r["xid"]), r["seq"]) for r in rows]
+    assert order == sorted(order)
+    dates = [r["date_added"] for r in rows]
+    assert all(a < b for a, b in itertools.pairwise(dates))
+    assert all(r["latest"] and r["created"] == r["time"] for r in rows)
+
+
+async def test_a_late_committer_waits_then_comes_before_what_began_after_it(hub: Hub) -> None:
+    node = await trusted(hub)
+    first = await approve(node, "198.51.100.1")
+    await _drain(hub)
+    [before] = await _rows(hub)
+    late = await connect(hub.database_url)
+    try:
+        tx = late.transaction()
+        await tx.start()
+        # This transaction's id is older than every approval below.
+        await late.fetchval("SELECT pg_current_xact_id()")
+        later = [await approve(node, f"198.51.100.{i}") for i in (2, 3)]
+        done, more = await sequencer.run_round(hub.client.app[state.POOL])
+        assert done == 0 and more  # everything after it waits behind it
+        assert len(await _rows(hub)) == 1
+        # It writes an event (a retraction-like re-add of the first decision) and ends.
+        await late.execute(
+            "INSERT INTO feed_log (candidate_id, kind, reason, scope_key, entry, time)"
+            " SELECT candidate_id, 'removed', 'retracted', scope_key, entry, time"
+            " FROM feed_log WHERE candidate_id = $1::uuid",
+            first,
+        )
+        await tx.commit()
+    finally:
+        await late.close()
+    await _drain(hub)
+    rows = await _rows(hub)
+    assert [str(r["candidate_id"]) for r in rows] == [first, first, *later]
+    assert rows[1]["kind"] == "removed" and rows[1]["date_added"] > before["date_added"]
+    assert [r["latest"] for r in rows] == [False, True, True, True]
+    assert rows[1]["time"] > rows[0]["time"] and rows[1]["created"] == rows[0]["created"]
+    dates = [r["date_added"] for r in rows]
+    assert all(a < b for a, b in itertools.pairwise(dates))
+
+
+async def test_a_round_that_dies_leaves_nothing_and_the_next_one_redoes_it(hub: Hub) -> None:
+    node = await trusted(hub)
+    await approve(node, "192.0.2.10")
+    pool = hub.client.app[state.POOL]
+    # The state row is claimed; the claimer fails before it commits.
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetchrow("SELECT ord FROM sequencer_state WHERE id = 1 FOR UPDATE")
+            assert claimed is not None
+            await conn.execute("UPDATE sequencer_state SET ord = ord + 100 WHERE id = 1")
+            raise RuntimeError("the replica dies mid-append")
+    await _drain(hub)
+    rows = await _rows(hub)
+    assert [r["ord"] for r in rows] == [1]

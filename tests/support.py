@@ -201,3 +201,17 @@ async def approve(node: Node, value: str, kind: str = "ip", **extra: Any) -> str
     [result] = reply.body["results"]
     assert result["candidate_state"] == "approved", reply.body
     return str(result["candidate_id"])
+
+
+async def sequenced(hub: Hub) -> None:
+    """Until every final feed event is sequenced (services/sequencer.py); the app's own
+    loop may take rounds meanwhile."""
+    from honeymesh_hub import state
+    from honeymesh_hub.services import sequencer
+
+    pool = hub.client.app[state.POOL]
+    for _ in range(200):
+        _, more = await sequencer.run_round(pool)
+        if not more:
+            return
+    raise AssertionError("the sequencer never caught up")

@@ -14,9 +14,8 @@ import pytest
 from taxii2client.common import TokenAuth
 from taxii2client.v21 import Server, as_pages
 
-from honeymesh_hub import state
-from honeymesh_hub.services import sequencer
 from tests.support import Hub, approve, trusted
+from tests.support import sequenced as _sequenced
 
 TAXII = "application/taxii+json;version=2.1"
 ROOT = "/taxii2/honeymesh/"
@@ -26,15 +25,6 @@ async def _key(hub: Hub, tenant: str) -> str:
     reply = await hub.call("POST", f"/v1/admin/tenants/{tenant}/reader-keys", {"name": "taxii"})
     assert reply.status == 201, reply.body
     return str(reply.body["key"])
-
-
-async def _sequenced(hub: Hub) -> None:
-    pool = hub.client.app[state.POOL]
-    for _ in range(200):
-        _, more = await sequencer.run_round(pool)
-        if not more:
-            return
-    raise AssertionError("the sequencer never caught up")
 
 
 async def _get(

@@ -23,6 +23,7 @@ from .ratelimit import RateLimiter
 from .redisconn import RedisGate
 from .services import allowlist, expiry, sequencer
 from .services.feed import SharedReads
+from .services.readerusage import ReaderUsage
 from .services.snapshots import SnapshotCache
 from .store import feed as feed_store
 from .store import nonces as nonce_store
@@ -33,6 +34,8 @@ log = logging.getLogger("honeymesh.app")
 COMPACTION_SECONDS = 60
 NONCE_PURGE_SECONDS = 60
 FLUSH_SECONDS = 1.0
+# How often each replica adds its reader keys' usage to PostgreSQL.
+READER_USAGE_SECONDS = 5.0
 # A revoked reader key answers as unknown within 5 s on every replica (PROTOCOL.md 4
 # r2): each caches a key for at most this long.
 READER_CACHE_SECONDS = 2.0
@@ -46,6 +49,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[state.AUTH_GUARD] = FailedAuthGuard()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_reader_usage)
     app.cleanup_ctx.append(_expiry_sweeper)
     app.cleanup_ctx.append(_nonce_purger)
     app.cleanup_ctx.append(_feed)
@@ -66,6 +70,31 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await seed_public_addresses(pool, config.public_addresses, now)
     yield
     await pool.close()
+
+
+async def _reader_usage(app: web.Application) -> AsyncIterator[None]:
+    """Reader keys' usage, written every few seconds and once more at shutdown
+    (services/readerusage.py), before the pool closes."""
+    usage = ReaderUsage(app[state.POOL], app[state.METRICS])
+    app[state.READER_USAGE] = usage
+    task = asyncio.create_task(_flush_usage_forever(usage), name="reader-usage")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await usage.flush()
+    except Exception:
+        log.exception("writing reader key usage at shutdown failed")
+
+
+async def _flush_usage_forever(usage: ReaderUsage) -> None:
+    while True:
+        await asyncio.sleep(READER_USAGE_SECONDS)
+        try:
+            await usage.flush()
+        except Exception:  # the next round retries; serving goes on
+            log.exception("writing reader key usage failed")
 
 
 async def seed_public_addresses(pool: Any, nets: Sequence[IPNetwork], now: datetime) -> None:

@@ -255,6 +255,7 @@ async def _reader(request: web.Request, refusal_status: int) -> ReaderCaller:
     request[state.IDENTIFIED] = True
     request[state.CALLER] = caller
     await request.app[state.READERS].touch(found, now)
+    request.app[state.READER_USAGE].seen(found.key_id, now)
     return caller
 
 

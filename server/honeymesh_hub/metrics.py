@@ -35,6 +35,9 @@ class Metrics:
     auto_decisions: Counter = field(init=False)
     candidates: Gauge = field(init=False)
     sweeper_lag: Gauge = field(init=False)
+    reader_polls: Counter = field(init=False)
+    reader_decisions: Counter = field(init=False)
+    reader_usage_dropped: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -105,6 +108,25 @@ class Metrics:
             "Age of the oldest overdue expiry",
             registry=r,
             multiprocess_mode="max",
+        )
+
+        # Per surface, never per key (unbounded): per-key figures are in the admin API.
+        self.reader_polls = Counter(
+            "honeymesh_reader_polls",
+            "Answers served to reader keys by surface",
+            ["surface"],
+            registry=r,
+        )
+        self.reader_decisions = Counter(
+            "honeymesh_reader_decisions_served",
+            "Decisions in answers to reader keys by surface",
+            ["surface"],
+            registry=r,
+        )
+        self.reader_usage_dropped = Counter(
+            "honeymesh_reader_usage_dropped",
+            "Reader key usage records dropped while the per-process table was full",
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
     from .services.feed import SharedReads
+    from .services.readerusage import ReaderUsage
     from .services.snapshots import SnapshotCache
     from .wiring import Services
 
@@ -28,6 +29,7 @@ REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
 READERS: web.AppKey[ReaderDirectory] = web.AppKey("readers")
+READER_USAGE: web.AppKey[ReaderUsage] = web.AppKey("reader_usage")
 AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")

@@ -50,6 +50,9 @@ def reader_key(row: Any) -> dict[str, Any]:
         "expires_at": rfc3339(row["expires_at"]),
         "last_used_at": rfc3339(row["last_used_at"]),
         "revoked_at": rfc3339(row["revoked_at"]),
+        "last_seen": rfc3339(row["last_seen_at"]),
+        "polls": row["polls"],
+        "decisions_served": row["decisions_served"],
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from honeymesh_hub import state
 from honeymesh_hub.admission import admit_reader
 from honeymesh_hub.app import create_app
 from honeymesh_hub.auth import authenticate_reader
@@ -24,6 +25,7 @@ from honeymesh_hub.config import Config
 from honeymesh_hub.ratelimit import quota_of
 from honeymesh_hub.services.admin import MAX_LIVE_READER_KEYS
 from honeymesh_hub.services.feed import scopes_of_reader
+from honeymesh_hub.services.readerusage import ReaderUsage
 from tests.conftest import Services
 from tests.integration.conftest import make_admin_token
 from tests.integration.foundation import (
@@ -35,7 +37,7 @@ from tests.integration.foundation import (
     send,
     shared_database,
 )
-from tests.support import Hub, Reply
+from tests.support import Hub, Reply, approve, trusted
 
 READ = "/test/reader"
 READ_CROWDSEC = "/test/reader-crowdsec"
@@ -150,6 +152,9 @@ async def test_create_list_and_revoke(rhub: Hub) -> None:
         "expires_at",
         "last_used_at",
         "revoked_at",
+        "last_seen",
+        "polls",
+        "decisions_served",
     }
     assert keys[0]["last_used_at"] is None and keys[0]["revoked_at"] is None
     assert key not in listed.raw.decode() and "hash" not in listed.raw.decode()
@@ -491,3 +496,112 @@ async def test_a_reader_key_only_reads(rhub: Hub, method: str, path: str) -> Non
     await rhub.call("DELETE", f"/v1/admin/reader-keys/{made['key_id']}")
     reply = await send(rhub, method, path, data=data, headers={"X-Api-Key": key})
     assert reply.status == 401, reply.body
+
+
+# -- usage per key (issue #15) ------------------------------------------------------------
+
+
+async def _listed(hub: Hub, tenant_id: str) -> list[dict[str, Any]]:
+    reply = await hub.call("GET", f"/v1/admin/tenants/{tenant_id}/reader-keys")
+    assert reply.status == 200, reply.body
+    keys: list[dict[str, Any]] = reply.body["reader_keys"]
+    return keys
+
+
+async def _settled(hub: Hub) -> None:
+    """Once a stream's body is read its handler may still run (it moves the position
+    after write_eof): a request on the same kept-alive connection is handled only once
+    it returned."""
+    assert (await send(hub, "GET", "/healthz")).status == 200
+
+
+async def test_usage_of_every_replica_adds_up(
+    aiohttp_client: AiohttpClient, hub_config: Config, clock: ManualClock
+) -> None:
+    """Polls, decisions served and last seen, counted by two replicas on one database,
+    written only when each flushes (never per request)."""
+    one = await _start(aiohttp_client, hub_config, clock)
+    two = await _start(aiohttp_client, hub_config, clock)
+    tenant_id = await one.tenant()
+    source = await trusted(one, tenant_id)
+    await approve(source, "198.51.100.7")
+    await approve(source, "198.51.100.0/28", kind="cidr")
+    made = await _key(one, tenant_id)
+    headers = {"X-Api-Key": made["key"]}
+
+    stream = await send(one, "GET", "/crowdsec/v1/decisions/stream?startup=true", headers=headers)
+    assert stream.status == 200 and len(stream.body["new"]) == 2
+    await _settled(one)
+    lookup = await send(two, "GET", "/crowdsec/v1/decisions?ip=198.51.100.7", headers=headers)
+    assert lookup.status == 200 and len(lookup.body) == 2  # the address and its range
+    listed = await send(two, "GET", "/v1/blocklist?format=plain", headers=headers)
+    assert listed.status == 200 and len(listed.raw.splitlines()) == 2
+    same = await send(
+        two,
+        "GET",
+        "/v1/blocklist?format=plain",
+        headers={**headers, "If-None-Match": listed.headers["ETag"]},
+    )
+    assert same.status == 304
+    clock.advance(3)
+    # A refused request is no poll, but the key was seen.
+    assert (await send(two, "GET", "/v1/blocklist?format=bogus", headers=headers)).status == 422
+
+    # Nothing is written before a flush.
+    (before,) = await _listed(one, tenant_id)
+    assert (before["polls"], before["decisions_served"], before["last_seen"]) == (0, 0, None)
+
+    await one.client.app[state.READER_USAGE].flush()
+    (after_one,) = await _listed(two, tenant_id)
+    assert (after_one["polls"], after_one["decisions_served"]) == (1, 2)
+    await two.client.app[state.READER_USAGE].flush()
+    (both,) = await _listed(one, tenant_id)
+    assert (both["polls"], both["decisions_served"]) == (4, 6)
+    assert both["last_seen"] == rfc3339(to_datetime(clock()))
+
+    # A second round adds to the first; an empty flush writes nothing.
+    delta = await send(one, "GET", "/crowdsec/v1/decisions/stream?startup=false", headers=headers)
+    assert delta.status == 200, delta.raw
+    await _settled(one)
+    assert await one.client.app[state.READER_USAGE].flush() == 1
+    assert await two.client.app[state.READER_USAGE].flush() == 0
+    (later,) = await _listed(one, tenant_id)
+    assert (later["polls"], later["decisions_served"]) == (5, 6)
+    assert made["key"] not in str(later) and "hash" not in str(later)
+
+
+async def test_usage_held_is_bounded(rhub: Hub) -> None:
+    """Past the cap of distinct keys the held counts go to a flush at once."""
+    tenant_id = await rhub.tenant()
+    keys = [uuid.UUID((await _key(rhub, tenant_id, name=f"k{i}"))["key_id"]) for i in range(3)]
+    app = rhub.client.app
+    usage = ReaderUsage(app[state.POOL], app[state.METRICS], cap=2)
+    now = to_datetime(rhub.now())
+    usage.served(keys[0], "blocklist", 3, now)
+    usage.served(keys[1], "blocklist", 1, now)
+    usage.served(keys[0], "blocklist", 1, now)
+    assert len(usage) == 2
+    usage.served(keys[2], "blocklist", 5, now)  # full: the first two go to a flush
+    assert len(usage) == 1
+    await usage.flush()
+    assert len(usage) == 0
+    figures = {
+        k["key_id"]: (k["polls"], k["decisions_served"]) for k in await _listed(rhub, tenant_id)
+    }
+    assert figures == {str(keys[0]): (2, 4), str(keys[1]): (1, 1), str(keys[2]): (1, 5)}
+
+
+async def test_the_key_list_refuses_bad_callers_and_ids(rhub: Hub) -> None:
+    tenant_id = await rhub.tenant()
+    await _key(rhub, tenant_id)
+    path = f"/v1/admin/tenants/{tenant_id}/reader-keys"
+    for token in (await rhub.reviewer_token(), await rhub.reviewer_token(scope=tenant_id)):
+        assert_problem(await rhub.call("GET", path, token=token), 403, "forbidden")
+    assert_problem(await send(rhub, "GET", path), 401, "unauthorized")
+    assert_problem(await rhub.call("GET", path, token="hma_" + "A" * 43), 401, "unauthorized")
+    for bad in (str(uuid.uuid4()), "not-a-uuid", "0"):
+        assert_problem(
+            await rhub.call("GET", f"/v1/admin/tenants/{bad}/reader-keys"), 404, "not_found"
+        )
+    # Another tenant's list holds none of this tenant's keys.
+    assert await _listed(rhub, await rhub.tenant()) == []

@@ -197,6 +197,26 @@ def check_listname(listname: str) -> None:
         raise ValueError("a list name is 1 to 63 letters, digits, '.', '_' or '-'")
 
 
+def listed(
+    decisions: Iterable[Decision],
+    *,
+    family: int | None = None,
+    never: Sequence[Network | Address] = (),
+    now: datetime,
+) -> list[Decision]:
+    """The decisions a list holds, in its order: of `family`, active at `now`, and
+    overlapping none of `never`."""
+    kept = [
+        d
+        for d in decisions
+        if (family is None or d.network.version == family)
+        and (d.expires is None or d.expires > now)
+        and not overlaps_any(d.network, never)
+    ]
+    kept.sort(key=Decision.sort_key)
+    return kept
+
+
 def render(
     fmt: str,
     decisions: Iterable[Decision],
@@ -212,14 +232,7 @@ def render(
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose 4 or 6")
     check_listname(listname)
-    kept = [
-        d
-        for d in decisions
-        if (family is None or d.network.version == family)
-        and (d.expires is None or d.expires > now)
-        and not overlaps_any(d.network, never)
-    ]
-    kept.sort(key=Decision.sort_key)
+    kept = listed(decisions, family=family, never=never, now=now)
     if fmt == "plain":
         text = "".join(f"{_text(d.network)}\n" for d in kept)
     elif fmt == "csv":

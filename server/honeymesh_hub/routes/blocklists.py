@@ -40,9 +40,12 @@ async def get_blocklist(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache",
         "ETag": result.etag,
     }
+    usage = request.app[state.READER_USAGE]
     matches = _if_none_match(request)
     if result.etag in matches or "*" in matches:
+        usage.served(caller.key_id, "blocklist", 0, now(request))
         return web.Response(status=304, headers=headers)
+    usage.served(caller.key_id, "blocklist", result.count, now(request))
     return web.Response(
         body=result.body,
         headers={**headers, "Content-Type": _CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")},

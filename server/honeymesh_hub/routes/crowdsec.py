@@ -99,7 +99,11 @@ async def decisions_stream(request: web.Request) -> web.StreamResponse:
         # gets these changes again. Nothing to answer, nothing worth a traceback.
         log.info("crowdsec answer not delivered", extra={"fields": {"key": str(caller.key_id)}})
         return resp
-    # Only now is the whole answer written: an answer that was not is served again.
+    # Only now is the whole answer written: an answer that was not is served again
+    # (and is no poll in the key's usage).
+    request.app[state.READER_USAGE].served(
+        caller.key_id, "crowdsec_stream", stream.served, now(request)
+    )
     await stream.delivered()
     return resp
 
@@ -114,6 +118,9 @@ async def decisions(request: web.Request) -> web.StreamResponse:
         raise BadRequest(str(exc)) from None
     windows = await admit_reader(request, caller)
     found = await crowdsec.lookup(request.app[state.POOL], caller, lookup, now(request))
+    request.app[state.READER_USAGE].served(
+        caller.key_id, "crowdsec_lookup", len(found), now(request)
+    )
     resp = web.Response(
         body=json.dumps(found or None).encode(),
         content_type="application/json",

@@ -23,6 +23,8 @@ from .feed import scopes_of_reader
 class Blocklist:
     body: bytes
     etag: str
+    # How many decisions the list holds.
+    count: int
 
 
 def _refused(name: str, detail: str) -> ValidationFailed:
@@ -67,5 +69,6 @@ async def render(
         )
         for r in rows
     ]
-    body = blocklists.render(fmt, decisions, family=family, listname=listname, never=never, now=now)
-    return Blocklist(body, blocklists.etag(body))
+    kept = blocklists.listed(decisions, family=family, never=never, now=now)
+    body = blocklists.render(fmt, kept, family=family, listname=listname, never=never, now=now)
+    return Blocklist(body, blocklists.etag(body), len(kept))

@@ -45,9 +45,12 @@ class Stream:
     seq: int = 0
     new: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[dict[str, Any]] = field(default_factory=list)
+    # Decisions written so far, in `new` and `deleted` together.
+    served: int = 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if not self.startup:
+            self.served = len(self.new) + len(self.deleted)
             for part in crowdsec.stream_parts(self.new, self.deleted):
                 yield part
             return
@@ -55,6 +58,7 @@ class Stream:
         first = True
         async for page in self._active_pages():
             if page:
+                self.served += len(page)
                 yield (b"" if first else b", ") + b", ".join(page)
                 first = False
         yield b'], "deleted": []}'

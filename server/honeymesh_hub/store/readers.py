@@ -8,7 +8,10 @@ from uuid import UUID
 
 from ..entitlements import ReaderKey, TenantState, effective_limits
 
-_COLUMNS = "id, tenant_id, name, created_at, expires_at, revoked_at, last_used_at"
+_COLUMNS = (
+    "id, tenant_id, name, created_at, expires_at, revoked_at, last_used_at,"
+    " last_seen_at, polls, decisions_served"
+)
 
 # A key with its tenant, for the request gate: one query.
 _BY_HASH_SQL = """
@@ -105,3 +108,27 @@ async def touch(conn: Any, key_id: UUID, now: datetime, every: timedelta) -> boo
         every,
     )
     return row is not None
+
+
+# Each replica's counts since its last flush, added in one statement: a key revoked
+# or deleted meanwhile matches no row and its counts go. Rows are locked in key order
+# (the arrays come sorted), so concurrent flushes of replicas never deadlock each other.
+_ADD_USAGE_SQL = """
+UPDATE reader_keys r
+SET polls = r.polls + u.polls,
+    decisions_served = r.decisions_served + u.decisions,
+    last_seen_at = greatest(r.last_seen_at, u.seen)
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+    AS u(id, polls, decisions, seen)
+WHERE r.id = u.id
+"""
+
+
+async def add_usage(
+    conn: Any,
+    key_ids: list[UUID],
+    polls: list[int],
+    decisions: list[int],
+    seen: list[datetime],
+) -> None:
+    await conn.execute(_ADD_USAGE_SQL, key_ids, polls, decisions, seen)

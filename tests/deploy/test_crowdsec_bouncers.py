@@ -349,3 +349,73 @@ def test_the_firewall_bouncer_fills_an_ipset_in_a_namespace(
     world.retract("203.0.113.0/24")
     _wait_for("the retractions", lambda: entries() == {}, output)
     assert "2001:db8::7" in _ipset_entries(netns, "blacklists_ipv6")
+
+
+def test_the_custom_bouncer_runs_its_script_for_approvals_and_retractions(
+    hub: Any, world: World, processes: Processes, tmp_path: Path
+) -> None:
+    _require(CUSTOM_BOUNCER)
+    process, _ = hub
+    calls = tmp_path / "calls.log"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    script.chmod(0o755)
+    logs = tmp_path / "bouncer-logs"
+    logs.mkdir()
+    config = tmp_path / "crowdsec-custom-bouncer.yaml"
+    config.write_text(
+        f"bin_path: {script}\n"
+        "feed_via_stdin: false\n"
+        "total_retries: 0\n"
+        f"piddir: {tmp_path}/\n"
+        "update_frequency: 1s\n"
+        "cache_retention_duration: 10s\n"
+        "daemonize: false\n"
+        "log_mode: file\n"
+        f"log_dir: {logs}/\n"
+        "log_level: debug\n"
+        "log_compression: false\n"
+        f"api_url: {process.base_url}/crowdsec/\n"
+        f"api_key: {world.reader_key}\n"
+        "prometheus:\n  enabled: false\n"
+    )
+    bouncer = processes.start([CUSTOM_BOUNCER, "-c", str(config)], tmp_path / "bouncer-out.log")
+
+    def output() -> str:
+        return (
+            _tail(logs / "crowdsec-custom-bouncer.log")
+            + "\n"
+            + _tail(tmp_path / "bouncer-out.log")
+            + "\ncalls:\n"
+            + _tail(calls)
+        )
+
+    def lines() -> list[list[str]]:
+        assert bouncer.poll() is None, f"the bouncer exited ({bouncer.returncode}):\n{output()}"
+        try:
+            return [line.split() for line in calls.read_text().splitlines()]
+        except FileNotFoundError:
+            return []
+
+    def added(value: str) -> list[list[str]]:
+        return [w for w in lines() if w[:2] == ["add", value]]
+
+    def deleted(value: str) -> list[list[str]]:
+        return [w for w in lines() if w[:2] == ["del", value]]
+
+    world.approve("198.51.100.9", ttl=600)
+    world.approve("203.0.113.64/26", kind="cidr", ttl=900)
+    _wait_for("the add of the address", lambda: bool(added("198.51.100.9")), output)
+    _wait_for("the add of the range", lambda: bool(added("203.0.113.64/26")), output)
+    # add <value> <duration in seconds> <reason> <the decision as JSON>
+    [ip_add] = added("198.51.100.9")
+    assert 0 < int(ip_add[2]) <= 600, ip_add
+    [range_add] = added("203.0.113.64/26")
+    assert 600 < int(range_add[2]) <= 900, range_add
+    assert deleted("198.51.100.9") == [] and deleted("203.0.113.64/26") == []
+
+    world.retract("198.51.100.9")
+    _wait_for("the del of the address", lambda: bool(deleted("198.51.100.9")), output)
+    assert deleted("203.0.113.64/26") == []
+    world.retract("203.0.113.0/24")
+    _wait_for("the del of the range", lambda: bool(deleted("203.0.113.64/26")), output)

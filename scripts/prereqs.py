@@ -61,7 +61,7 @@ def sentence(command: str, names: list[str]) -> str:
     plural = "packages" if len(names) > 1 else "package"
     return (
         f"`make {command}` needs the Debian {plural} {', '.join(names)}, missing here; "
-        f"install with: sudo apt-get install {' '.join(names)}"
+        f"install with: sudo apt-get install --no-install-recommends {' '.join(names)}"
     )
 
 

@@ -17,7 +17,9 @@ import prereqs  # noqa: E402
 def test_the_readme_install_line_names_exactly_the_list() -> None:
     line = re.search(r"^sudo apt-get install (.+)$", (ROOT / "README.md").read_text(), re.M)
     assert line is not None
-    assert line.group(1).split() == [p.name for p in prereqs.read()]
+    words = line.group(1).split()
+    assert "--no-install-recommends" in words  # the bouncers recommend `crowdsec`
+    assert [w for w in words if not w.startswith("-")] == [p.name for p in prereqs.read()]
 
 
 def test_ci_reads_the_list_through_the_same_check() -> None:
@@ -54,7 +56,7 @@ def test_a_missing_package_is_one_sentence_and_exit_1(tmp_path: Path) -> None:
     assert prereqs.missing("test", packages) == ["nopkg"]
     text = prereqs.sentence("test", ["nopkg", "other"])
     assert text.count("\n") == 0
-    assert "sudo apt-get install nopkg other" in text
+    assert "sudo apt-get install --no-install-recommends nopkg other" in text
 
 
 def test_the_check_passes_here_and_answers_fast() -> None:

@@ -16,6 +16,7 @@ from ..auth import authenticate_reader
 from ..errors import HubError, ValidationFailed
 from ..ratelimit import quota_of
 from ..services.taxii import Page
+from .common import now
 
 routes = web.RouteTableDef()
 
@@ -111,6 +112,7 @@ async def _page(request: web.Request, endpoint: str, object_id: str | None = Non
     except (taxii.QueryError, taxii.TokenError) as exc:
         raise ValidationFailed(str(exc)) from exc
     page: Page = await service.page(found, endpoint, query, after, _origin(request), object_id)
+    request.app[state.READER_USAGE].served(caller.key_id, "taxii", page.count, now(request))
     if page.first is not None and page.last is not None:
         headers["X-TAXII-Date-Added-First"] = page.first
         headers["X-TAXII-Date-Added-Last"] = page.last

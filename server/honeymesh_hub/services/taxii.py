@@ -54,6 +54,7 @@ class Page:
     body: bytes
     first: str | None  # X-TAXII-Date-Added-First
     last: str | None  # X-TAXII-Date-Added-Last
+    count: int  # objects (or versions) in the page
 
     @property
     def size(self) -> int:
@@ -188,6 +189,7 @@ class Taxii:
             taxii.page_json([text for _, _, text in items], more, token, member),
             stix.timestamp(items[0][0]) if items else None,
             stix.timestamp(items[-1][0]) if items else None,
+            len(items),
         )
         self.cache.put((endpoint, collection.scope_key, query, start, origin, object_id, hw), page)
         return page

@@ -21,7 +21,9 @@ CREATE TABLE sequenced (
     date_added   timestamptz NOT NULL UNIQUE,
     xid          xid8 NOT NULL,
     seq          bigint NOT NULL,
-    candidate_id uuid NOT NULL REFERENCES candidates (id),
+    -- no foreign key: its KEY SHARE lock would make the sequencer wait on a
+    -- candidate row an allowlist add holds while it waits for older transactions
+    candidate_id uuid NOT NULL,
     scope_key    text NOT NULL,
     kind         text NOT NULL CHECK (kind IN ('added', 'removed')),
     reason       text,

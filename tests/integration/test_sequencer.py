@@ -14,19 +14,9 @@ import pytest
 from honeymesh_hub import state
 from honeymesh_hub.services import sequencer
 from honeymesh_hub.store.db import connect
-from tests.support import Hub, approve, trusted
+from tests.support import Hub, approve, sequenced, trusted
 
 pytestmark = pytest.mark.asyncio
-
-
-async def _drain(hub: Hub) -> None:
-    """Sequence everything final now (the app's own loop may take rounds meanwhile)."""
-    pool = hub.client.app[state.POOL]
-    for _ in range(200):
-        _done, more = await sequencer.run_round(pool)
-        if not more:
-            return
-    raise AssertionError("the sequencer never caught up")
 
 
 async def _rows(hub: Hub) -> list[Any]:
@@ -45,7 +35,7 @@ async def _rows(hub: Hub) -> list[Any]:
 async def test_events_take_the_feed_order_and_increasing_dates(hub: Hub) -> None:
     node = await trusted(hub)
     ids = [await approve(node, f"203.0.113.{i}") for i in range(1, 6)]
-    await _drain(hub)
+    await sequenced(hub)
     rows = await _rows(hub)
     assert [str(r["candidate_id"]) for r in rows] == ids
     assert [r["ord"] for r in rows] == [1, 2, 3, 4, 5]
@@ -59,7 +49,7 @@ async def test_events_take_the_feed_order_and_increasing_dates(hub: Hub) -> None
 async def test_a_late_committer_waits_then_comes_before_what_began_after_it(hub: Hub) -> None:
     node = await trusted(hub)
     first = await approve(node, "198.51.100.1")
-    await _drain(hub)
+    await sequenced(hub)
     [before] = await _rows(hub)
     late = await connect(hub.database_url)
     try:
@@ -81,7 +71,7 @@ async def test_a_late_committer_waits_then_comes_before_what_began_after_it(hub:
         await tx.commit()
     finally:
         await late.close()
-    await _drain(hub)
+    await sequenced(hub)
     rows = await _rows(hub)
     assert [str(r["candidate_id"]) for r in rows] == [first, first, *later]
     assert rows[1]["kind"] == "removed" and rows[1]["date_added"] > before["date_added"]
@@ -102,6 +92,6 @@ async def test_a_round_that_dies_leaves_nothing_and_the_next_one_redoes_it(hub: 
             assert claimed is not None
             await conn.execute("UPDATE sequencer_state SET ord = ord + 100 WHERE id = 1")
             raise RuntimeError("the replica dies mid-append")
-    await _drain(hub)
+    await sequenced(hub)
     rows = await _rows(hub)
     assert [r["ord"] for r in rows] == [1]

@@ -151,8 +151,8 @@ class Taxii:
             if object_id is not None:
                 await self._check_object(conn, collection, object_id)
             hw = await taxii_store.high_water(conn)
-            key = (endpoint, collection.scope_key, query, start, origin, object_id, hw)
-            cached = self.cache.get(key)
+            request_key = (endpoint, collection.scope_key, query, start, origin, object_id)
+            cached = self.cache.get((*request_key, hw))
             if cached is not None:
                 return cached
             items: list[tuple[datetime, str, str]] = []  # (date_added, id, rendered)
@@ -191,7 +191,8 @@ class Taxii:
             stix.timestamp(items[-1][0]) if items else None,
             len(items),
         )
-        self.cache.put((endpoint, collection.scope_key, query, start, origin, object_id, hw), page)
+        # Kept under the ord its read saw, which names exactly what it held.
+        self.cache.put((*request_key, hw), page)
         return page
 
     async def _check_object(self, conn: Any, collection: Collection, object_id: str) -> None:

@@ -33,7 +33,7 @@ from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from .errors import RateLimited
-from .redisconn import TIMEOUT_SECONDS, RedisGate
+from .redisconn import RedisGate
 
 T = TypeVar("T")
 
@@ -139,8 +139,8 @@ class RateLimiter:
                     implementation="redispy",
                     wrap_exceptions=True,
                     key_prefix=gate.prefix + "rl",
-                    socket_timeout=TIMEOUT_SECONDS,
-                    socket_connect_timeout=TIMEOUT_SECONDS,
+                    socket_timeout=gate.timeout,
+                    socket_connect_timeout=gate.timeout,
                 )
             )
             if redis_url

@@ -28,14 +28,22 @@ _WAITERS_LUA = (resources.files("honeymesh_hub") / "lua" / "waiters.lua").read_t
 
 
 class RedisGate:
-    def __init__(self, url: str | None, prefix: str, metrics: Metrics, retry_after: float = 2.0):
+    def __init__(
+        self,
+        url: str | None,
+        prefix: str,
+        metrics: Metrics,
+        retry_after: float = 2.0,
+        timeout: float = TIMEOUT_SECONDS,
+    ):
         self.prefix = prefix
         self.configured = url is not None
+        self.timeout = timeout
         self.client: aioredis.Redis | None = (
             aioredis.Redis.from_url(
                 url,
-                socket_timeout=TIMEOUT_SECONDS,
-                socket_connect_timeout=TIMEOUT_SECONDS,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
             if url

@@ -16,9 +16,15 @@ from tests.conftest import Services
 
 @pytest.fixture
 async def replicas(services: Services, redis_prefix: str) -> AsyncIterator[list[RateLimiter]]:
-    """Eight limiters with their own Redis connections, as eight hub replicas."""
-    gates = [RedisGate(services.redis_url, redis_prefix, Metrics()) for _ in range(8)]
+    """Eight limiters with their own Redis connections, as eight hub replicas.
+
+    The timeout is generous: a loaded CI machine can take longer than the hub's 0.5 s to
+    open 64 connections, and a limiter that times out counts in memory instead (its
+    documented degraded mode), which is not what these tests are about.
+    """
+    gates = [RedisGate(services.redis_url, redis_prefix, Metrics(), timeout=10) for _ in range(8)]
     yield [RateLimiter(services.redis_url, gate) for gate in gates]
+    assert {gate.state for gate in gates} == {"ok"}, "a limiter fell back to memory"
     for gate in gates:
         await gate.close()
 

@@ -46,6 +46,20 @@ async def _poll(hub: Hub, key: str, startup: bool = False, query: str = "") -> d
     return result
 
 
+async def _caught_up(hub: Hub, key: str, held: dict[str, Any]) -> None:
+    """Polls after a startup answer until one is empty. A startup reads the active set as
+    it stands, but continues from below the oldest transaction then running (a
+    sequencer round, say), so the next poll may add again what the startup answer held,
+    and nothing else: never a deletion, never a decision it did not hold."""
+    uuids = set(_uuids(held["new"]))
+    for _ in range(5):
+        body = await _poll(hub, key)
+        if body == {"new": [], "deleted": []}:
+            return
+        assert body["deleted"] == [] and set(_uuids(body["new"])) <= uuids, body
+    raise AssertionError("the stream did not catch up in five polls")
+
+
 def _uuids(items: list[dict[str, Any]]) -> list[str]:
     return sorted(i["uuid"] for i in items)
 
@@ -80,7 +94,7 @@ async def test_startup_then_deltas(hub: Hub, world: dict[str, Any]) -> None:
         "198.51.100.64/28",
         "ssh-bf",
     )
-    assert await _poll(hub, key) == {"new": [], "deleted": []}
+    await _caught_up(hub, key, first)
 
     # Approval and retraction.
     c = await approve(source, "203.0.113.5")
@@ -123,7 +137,7 @@ async def test_an_undelivered_answer_is_served_again(
     hub: Hub, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, key = world["source"], world["key"]
-    await _poll(hub, key, startup=True)
+    await _caught_up(hub, key, await _poll(hub, key, startup=True))
     a = await approve(source, "198.51.100.3")
     original = web.StreamResponse.write_eof
     failed: list[bool] = []
@@ -253,7 +267,36 @@ async def test_a_narrowed_visibility_answers_as_startup(hub: Hub) -> None:
         assert (await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)).status == 200
     body = await _poll(hub, key)
     assert _uuids(body["new"]) == [mesh] and body["deleted"] == []
-    assert await _poll(hub, key) == {"new": [], "deleted": []}
+    await _caught_up(hub, key, body)
+
+
+async def test_what_was_removed_while_a_key_could_not_read_is_deleted(hub: Hub) -> None:
+    """A bouncer keeps what it holds until told otherwise: the answer after a narrowed
+    visibility (8 r2) deletes what was retracted meanwhile, in any scope."""
+    tenant = await hub.tenant()
+    source = await trusted(hub, tenant)
+    key = (await _key(hub, tenant))["key"]
+    kept = await approve(source, "198.51.100.51")
+    gone = await approve(source, "198.51.100.52")
+    own = await approve(source, "198.51.100.53", share="tenant")
+    first = await _poll(hub, key, startup=True)
+    assert _uuids(first["new"]) == sorted([kept, gone, own])
+    await _caught_up(hub, key, first)
+    for narrowing, retracted, cidr in (
+        ([{"plan": "community"}, {"plan": "pro"}], gone, "198.51.100.52"),
+        ([{"status": "suspended"}, {"status": "active"}], own, "198.51.100.53"),
+    ):
+        for i, change in enumerate(narrowing):
+            if i == 1:
+                allow = {"cidr": cidr, "reason": "ours"}
+                assert (await hub.call("POST", "/v1/admin/allowlist", allow)).status == 201
+            reply = await hub.call("PATCH", f"/v1/admin/tenants/{tenant}", change)
+            assert reply.status == 200
+        body = await _poll(hub, key)
+        assert _uuids(body["deleted"]) == [retracted]
+        assert body["deleted"][0]["duration"] == "0s"
+        assert kept in _uuids(body["new"]) and retracted not in _uuids(body["new"])
+        await _caught_up(hub, key, body)
 
 
 async def test_many_decisions_stream_in_pages(hub: Hub, world: dict[str, Any]) -> None:

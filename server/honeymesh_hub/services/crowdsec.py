@@ -6,8 +6,14 @@ changes since that position, read as the feed reads them (store/feed.py: only ev
 of finished transactions, in (xid, seq) order, so no decision is ever skipped); a
 startup poll, a key without a position, a position of an older visibility epoch, or
 one behind the compacted log, answers every active decision the key may see, written
-page by page as it is read. The route moves the position (`Stream.delivered`) only
-once the whole answer was written; an undelivered answer is served again.
+page by page as it is read. A bouncer keeps what it holds until told to delete it, so
+an answer to a position of an older epoch (PROTOCOL.md 8 r2) also deletes what was
+removed since that position, in every scope the tenant can have: a key cannot poll
+while its tenant is suspended or has lost `mesh`, and what was retracted meanwhile
+must not stay in its firewall. (No plan reads without `mesh`; one that did would also
+need the withdrawn scope's active decisions deleted.) The route moves the position
+(`Stream.delivered`) only once the whole answer was written; an undelivered answer is
+served again.
 """
 
 from __future__ import annotations
@@ -61,7 +67,8 @@ class Stream:
                 self.served += len(page)
                 yield (b"" if first else b", ") + b", ".join(page)
                 first = False
-        yield b'], "deleted": []}'
+        self.served += len(self.deleted)
+        yield b'], "deleted": [' + b", ".join(map(_encoded, self.deleted)) + b"]}"
 
     async def _active_pages(self) -> AsyncIterator[list[bytes]]:
         if self.filters.admits_nothing:
@@ -120,20 +127,42 @@ async def open_stream(
     """The answer to one poll, its changes read (a delta) or about to be (startup)."""
     scopes = scopes_of_reader(caller)
     epoch = caller.tenant.visibility_epoch
+    narrowed = False
     async with pool.acquire() as conn:
         stored = None if startup else await crowdsec_store.position(conn, caller.key_id)
         if stored is not None:
             low = await feed_store.watermark(conn)
-            if stored["epoch"] != epoch or (int(stored["xid"]), stored["seq"]) < low:
-                # What the key may see shrank, or the log behind it was compacted: the
-                # whole set again, so the bouncer drops nothing it must not keep.
+            if (int(stored["xid"]), stored["seq"]) < low:
+                # The log behind it was compacted: the whole set again.
                 stored = None
-        if stored is None:
+            elif stored["epoch"] != epoch:
+                # What the key may see shrank (PROTOCOL.md 8 r2): the whole set again,
+                # and deletions for what it may have held and must not keep.
+                narrowed = True
+        if stored is None or narrowed:
             # Taken before the first page is read: every transaction below it is in
             # what the pages read, and whatever is not comes in the next delta.
             boundary = await feed_store.boundary(conn)
-            return Stream(pool, caller, filters, now, True, boundary, 0)
-    xid, seq = int(stored["xid"]), int(stored["seq"])
+            stream = Stream(pool, caller, filters, now, True, boundary, 0)
+            if stored is None:
+                return stream
+    if narrowed:
+        possible = [str(caller.tenant.tenant_id), "mesh"]
+        events, _ = await _events(pool, int(stored["xid"]), stored["seq"], possible)
+        last = {row["candidate_id"]: row for row in events}
+        removals = [row for row in last.values() if row["kind"] == "removed"]
+        _, stream.deleted = _changes(removals, filters, now)
+        return stream
+    events, nxt = await _events(pool, int(stored["xid"]), stored["seq"], scopes)
+    stream = Stream(pool, caller, filters, now, False, *nxt)
+    stream.new, stream.deleted = _changes(events, filters, now)
+    return stream
+
+
+async def _events(
+    pool: Any, xid: int, seq: int, scopes: list[str]
+) -> tuple[list[Any], tuple[int, int]]:
+    """Every final event after (xid, seq) in `scopes`, and where the next read starts."""
     events: list[Any] = []
     while True:
         async with pool.acquire() as conn:
@@ -141,12 +170,8 @@ async def open_stream(
         events.extend(rows)
         if len(rows) < DELTA_PAGE:
             # Every final event visible to the key was read: continue at xmin.
-            nxt = (xmin, 0)
-            break
+            return events, (xmin, 0)
         xid, seq = int(rows[-1]["xid"]), rows[-1]["seq"]
-    stream = Stream(pool, caller, filters, now, False, *nxt)
-    stream.new, stream.deleted = _changes(events, filters, now)
-    return stream
 
 
 def _changes(

@@ -5,7 +5,7 @@ The feed serves events in (xid, seq) order, only below the oldest running transa
 not an order in time: a transaction that began earlier can commit later. TAXII wants
 a `date_added` per object that is strictly increasing in the order objects are served
 and never at or before one already served, on every replica. So every replica runs
-this loop, and one at a time (the state row's lock, taken without waiting) moves the
+this loop, and one at a time (an advisory lock, taken without waiting) moves the
 final events into `sequenced`:
 
 - it takes only events below the oldest running transaction, in (xid, seq) order,

@@ -1,7 +1,7 @@
 """The sequencer's SQL (services/sequencer.py has the why).
 
-`claim` locks the one state row without waiting: a replica that finds it locked knows
-another is sequencing and leaves it be. Everything else runs in the claimer's
+`claim` takes the sequencer's lock without waiting: a replica that finds it taken
+knows another is sequencing and leaves it be. Everything else runs in the claimer's
 transaction, so a replica that dies mid-round leaves nothing behind: its transaction
 rolls back and the next claimer starts from the same state.
 """
@@ -16,11 +16,25 @@ from uuid import UUID
 Previous = tuple[datetime, datetime, dict[str, Any]]
 
 
+# The lock that makes one sequencer at a time: a transaction-level advisory lock, not
+# the state row's FOR UPDATE, because a row lock gives the transaction an xid at once,
+# and a running xid holds back every feed reader's xmin (store/feed.py) for the whole
+# round. This way the round reads as a read-only transaction and takes an xid only
+# when it writes its batch. The lock is released after the commit is visible, so the
+# next claimer reads the state this one left.
+_LOCK_KEY = 0x686D_7365  # "hmse"
+
+
 async def claim(conn: Any) -> Any:
-    """The state row, locked for this transaction; None when another replica has it."""
+    """The state, this transaction holding the sequencer's lock; None when another
+    replica holds it."""
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _LOCK_KEY):
+        return None
+    # A statement of its own: its snapshot is taken after the lock, so it sees the
+    # last holder's commit (one statement would read with a snapshot from before).
     return await conn.fetchrow(
         "SELECT xid::text AS xid, seq, ord, date_added, clock_timestamp() AS now"
-        " FROM sequencer_state WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        " FROM sequencer_state WHERE id = 1"
     )
 
 

@@ -180,3 +180,6 @@ def redis_prefix(services: Services) -> Iterator[str]:
             client.delete(*batch)
     finally:
         client.close()
+
+
+from tests.gotools import run, tlogverify  # noqa: E402, F401  (Go's verifier)

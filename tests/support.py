@@ -211,7 +211,7 @@ async def sequenced(hub: Hub) -> None:
 
     pool = hub.client.app[state.POOL]
     for _ in range(200):
-        _, more = await sequencer.run_round(pool)
+        _, more = await sequencer.run_round(pool, hub.client.app[state.LOG_KEY])
         if not more:
             return
     raise AssertionError("the sequencer never caught up")

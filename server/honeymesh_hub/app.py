@@ -28,7 +28,9 @@ from .services.snapshots import SnapshotCache
 from .store import feed as feed_store
 from .store import nonces as nonce_store
 from .store import sequencer as sequencer_store
+from .store import tlog as tlog_store
 from .store.db import create_pool
+from .tlog import LogKey
 
 log = logging.getLogger("honeymesh.app")
 COMPACTION_SECONDS = 60
@@ -105,12 +107,21 @@ async def seed_public_addresses(pool: Any, nets: Sequence[IPNetwork], now: datet
         await allowlist.allowlist(pool, net, "hub public address", now, "hub")
 
 
+async def _log_key(conn: Any, config: Config, hub_id: Any) -> LogKey:
+    """The log key from HONEYMESH_LOG_KEY_FILE, or the one made at the first migration."""
+    origin = config.log_origin or f"honeymesh.{hub_id}"
+    if config.log_key_pem is not None:
+        return LogKey.from_pem(origin, config.log_key_pem)
+    return LogKey.from_seed(origin, await tlog_store.log_key_seed(conn))
+
+
 async def _feed(app: web.Application) -> AsyncIterator[None]:
     """The feed's listener, its cursor key, the log's compaction and the sequencer."""
     config = app[state.CONFIG]
     async with app[state.POOL].acquire() as conn:
         app[state.CURSOR_KEY] = await feed_store.cursor_key(conn)
         app[state.HUB_IDENTITY] = await sequencer_store.hub_identity(conn)
+        app[state.LOG_KEY] = await _log_key(conn, config, app[state.HUB_IDENTITY]["hub_id"])
     notifier = FeedNotifier(config.database_url)
     notifier.start()
     app[state.NOTIFIER] = notifier
@@ -119,7 +130,8 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     sequencing = asyncio.create_task(
-        sequencer.run_forever(app[state.POOL], notifier.news), name="sequencer"
+        sequencer.run_forever(app[state.POOL], notifier.news, app[state.LOG_KEY]),
+        name="sequencer",
     )
     yield
     for task in (compactor, sequencing):

@@ -48,6 +48,10 @@ class Config:
     # How stale a node's identity and entitlement may be (PROTOCOL.md section 4: at most 5 s).
     identity_cache_seconds: float = 2.0
     feed_retention_seconds: int = 7 * 86400
+    # The transparency log (PROTOCOL.md 15 r2): its key from a PEM file instead of the
+    # one made at the first migration, and its origin instead of honeymesh.<hub id>.
+    log_key_pem: bytes | None = field(default=None, repr=False)
+    log_origin: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     @classmethod
@@ -72,6 +76,8 @@ class Config:
             trusted_proxies=parse_networks(env, "HONEYMESH_TRUSTED_PROXIES"),
             metrics_allow=parse_networks(env, "HONEYMESH_METRICS_ALLOW"),
             redis_prefix=env.get("HONEYMESH_REDIS_PREFIX", "hm:"),
+            log_key_pem=_log_key_pem(env.get("HONEYMESH_LOG_KEY_FILE", "").strip() or None),
+            log_origin=_log_origin(env.get("HONEYMESH_LOG_ORIGIN", "").strip() or None),
         )
         toml_path = env.get("HONEYMESH_CONFIG", "").strip()
         if toml_path:
@@ -141,3 +147,37 @@ def parse_networks(env: Mapping[str, str], variable: str) -> tuple[IPNetwork, ..
                 f"{variable} must list addresses or CIDRs, comma-separated; {item!r} is not one."
             ) from None
     return tuple(out)
+
+
+def _log_origin(value: str | None) -> str | None:
+    """A checkpoint origin is one line of printable text, and here also a signed-note
+    key name: no spaces, no `+`."""
+    if value is not None and (
+        not value.isprintable() or any(c in value for c in " +\u2014") or len(value) > 200
+    ):
+        raise ConfigError(
+            "HONEYMESH_LOG_ORIGIN must be printable text without spaces or '+',"
+            " at most 200 characters."
+        )
+    return value
+
+
+def _log_key_pem(path: str | None) -> bytes | None:
+    """The PEM of HONEYMESH_LOG_KEY_FILE, checked to be an Ed25519 private key."""
+    if path is None:
+        return None
+    from .tlog import LogKey
+
+    try:
+        pem = Path(path).read_bytes()
+        LogKey.from_pem("check", pem)
+    except OSError as exc:
+        raise ConfigError(
+            f"HONEYMESH_LOG_KEY_FILE names {path}, which cannot be read ({exc.strerror})."
+        ) from None
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"HONEYMESH_LOG_KEY_FILE {path} is not an Ed25519 private key in PEM"
+            " (openssl genpkey -algorithm ed25519)."
+        ) from None
+    return pem

@@ -35,6 +35,8 @@ NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")
 CURSOR_KEY: web.AppKey[bytes] = web.AppKey("cursor_key")
 # (hub_id, mesh_collection, created_at) of hub_identity, made at the first migration
 HUB_IDENTITY: web.AppKey[Any] = web.AppKey("hub_identity")
+# The transparency log's key and origin (tlog.LogKey; PROTOCOL.md 15 r2)
+LOG_KEY: web.AppKey[Any] = web.AppKey("log_key")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
 SNAPSHOTS: web.AppKey[SnapshotCache] = web.AppKey("snapshots")
 # Every service, built once the resources above are up (wiring.py).

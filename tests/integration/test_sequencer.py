@@ -58,7 +58,9 @@ async def test_a_late_committer_waits_then_comes_before_what_began_after_it(hub:
         # This transaction's id is older than every approval below.
         await late.fetchval("SELECT pg_current_xact_id()")
         later = [await approve(node, f"198.51.100.{i}") for i in (2, 3)]
-        done, more = await sequencer.run_round(hub.client.app[state.POOL])
+        done, more = await sequencer.run_round(
+            hub.client.app[state.POOL], hub.client.app[state.LOG_KEY]
+        )
         assert done == 0 and more  # everything after it waits behind it
         assert len(await _rows(hub)) == 1
         # It writes an event (a retraction-like re-add of the first decision) and ends.

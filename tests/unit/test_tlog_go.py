@@ -8,12 +8,7 @@ Debian's golang-golang-x-mod-dev sources.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,59 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from honeymesh_client.protocol import merkle, note
 from honeymesh_client.protocol.keys import b64encode
+from tests.gotools import Run
 
-SOURCE = Path(__file__).resolve().parents[1] / "interop" / "tlogverify" / "main.go"
-GOPATH = Path("/usr/share/gocode")
-PACKAGES = "golang-go and golang-golang-x-mod-dev"
 ORIGIN = "hub.example/signals"
 SIZE = 37
-
-Run = Callable[[dict[str, Any]], "subprocess.CompletedProcess[str]"]
-
-
-@pytest.fixture(scope="session")
-def tlogverify(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail(f"the Go toolchain is missing: install the Debian packages {PACKAGES}")
-    if not (GOPATH / "src/golang.org/x/mod/sumdb/note").is_dir():
-        pytest.fail(f"golang.org/x/mod is missing from {GOPATH}: install {PACKAGES}")
-    out = tmp_path_factory.mktemp("tlogverify")
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": str(GOPATH),
-        "GOCACHE": str(out / "cache"),
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "CGO_ENABLED": "0",
-    }
-    binary = out / "tlogverify"
-    build = subprocess.run(
-        [go, "build", "-o", str(binary), str(SOURCE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if build.returncode:
-        pytest.fail(f"go build failed (needs {PACKAGES}):\n{build.stderr}")
-    return binary
-
-
-@pytest.fixture
-def run(tlogverify: Path) -> Run:
-    def go(request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(tlogverify)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-
-    return go
 
 
 class Tree:

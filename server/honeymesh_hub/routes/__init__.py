@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, blocklists, console, crowdsec, feed, nodes, ops, review, signals, taxii
+from . import (
+    admin,
+    blocklists,
+    console,
+    crowdsec,
+    feed,
+    nodes,
+    ops,
+    review,
+    signals,
+    taxii,
+    transparency,
+)
 
 
 def setup(app: web.Application) -> None:
-    for module in (ops, admin, nodes, signals, feed, blocklists, crowdsec, taxii, review, console):
+    for module in (
+        ops,
+        admin,
+        nodes,
+        signals,
+        feed,
+        blocklists,
+        crowdsec,
+        taxii,
+        transparency,
+        review,
+        console,
+    ):
         app.router.add_routes(module.routes)

@@ -33,7 +33,10 @@ from datetime import timedelta
 from typing import Any
 
 from ..store import sequencer as store
+from ..store import tlog as tlog_store
 from ..store.sequencer import Previous
+from ..tlog import LogKey
+from . import tlog
 
 log = logging.getLogger("honeymesh.sequencer")
 
@@ -44,17 +47,32 @@ RETRY_SECONDS = 0.05
 _TICK = timedelta(microseconds=1)
 
 
-async def run_round(pool: Any, *, batch: int = BATCH) -> tuple[int, bool]:
-    """Sequence what is final now: (rows sequenced, whether events still wait)."""
+async def run_round(pool: Any, key: LogKey, *, batch: int = BATCH) -> tuple[int, bool]:
+    """Sequence what is final now, and append it to the transparency log in the same
+    transaction (services/tlog.py): (rows sequenced, whether events still wait)."""
     async with pool.acquire() as conn, conn.transaction():
         state = await store.claim(conn)
         if state is None:
             return 0, True  # another replica is sequencing; look again soon
+        backlog = await tlog_store.unlogged(conn, batch)
+        if backlog:
+            # Rows sequenced before the log existed go in first, in their order.
+            items = [
+                (r["scope_key"], r["kind"], r["entry"], r["reason"], r["time"]) for r in backlog
+            ]
+            placed = await tlog.append(conn, key, items, state["now"])
+            logged = [(r["ord"], i, leaf) for r, (i, leaf) in zip(backlog, placed, strict=True)]
+            await tlog_store.set_logged(conn, logged)
+            return len(backlog), True
         xid, seq = int(state["xid"]), state["seq"]
         events = await store.final_events(conn, xid, seq, batch)
         if not events:
             return 0, await store.waiting(conn, xid, seq)
         rows = plan(events, state, await store.previous(conn, [e["candidate_id"] for e in events]))
+        placed = await tlog.append(
+            conn, key, [(r[5], r[6], r[8], r[7], r[9]) for r in rows], state["now"]
+        )
+        rows = [(*row, *where) for row, where in zip(rows, placed, strict=True)]
         last = events[-1]
         await store.append(conn, rows, (last["xid"], last["seq"], rows[-1][0], rows[-1][1]))
         more = len(events) == batch or await store.waiting(conn, int(last["xid"]), last["seq"])
@@ -101,14 +119,14 @@ def plan(events: list[Any], state: Any, previous: dict[Any, Previous]) -> list[t
     return rows
 
 
-async def run_forever(pool: Any, news: Callable[[float], Any]) -> None:
+async def run_forever(pool: Any, news: Callable[[float], Any], key: LogKey) -> None:
     """Rounds on every feed notification (`news(timeout)` awaits one), at least every
     ROUND_SECONDS, and again at once while a round leaves final events behind."""
     delay = ROUND_SECONDS
     while True:
         await news(delay)
         try:
-            done, more = await run_round(pool)
+            done, more = await run_round(pool, key)
         except asyncio.CancelledError:
             raise
         except Exception:  # the next round retries; serving goes on

@@ -53,6 +53,13 @@ async def migrate(dsn: str) -> list[str]:
                 " ON CONFLICT (name) DO NOTHING",
                 secrets.token_bytes(32),
             )
+            # The transparency log's Ed25519 key (its 32-byte seed), made once, unless
+            # HONEYMESH_LOG_KEY_FILE gives one (PROTOCOL.md 15 r2).
+            await conn.execute(
+                "INSERT INTO hub_secrets (name, value) VALUES ('log_key', $1)"
+                " ON CONFLICT (name) DO NOTHING",
+                secrets.token_bytes(32),
+            )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     finally:

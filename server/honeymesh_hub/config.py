@@ -166,11 +166,13 @@ def _log_key_pem(path: str | None) -> bytes | None:
     """The PEM of HONEYMESH_LOG_KEY_FILE, checked to be an Ed25519 private key."""
     if path is None:
         return None
-    from .tlog import LogKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
         pem = Path(path).read_bytes()
-        LogKey.from_pem("check", pem)
+        if not isinstance(load_pem_private_key(pem, password=None), Ed25519PrivateKey):
+            raise ValueError("not Ed25519")
     except OSError as exc:
         raise ConfigError(
             f"HONEYMESH_LOG_KEY_FILE names {path}, which cannot be read ({exc.strerror})."

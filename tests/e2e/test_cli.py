@@ -118,8 +118,8 @@ async def test_three_concurrent_migrations_apply_the_schema_once(empty_database:
     conn = await asyncpg.connect(empty_database)
     try:
         rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        secrets = await conn.fetchval("SELECT count(*) FROM hub_secrets")
+        secrets = await conn.fetchval("SELECT array_agg(name ORDER BY name) FROM hub_secrets")
     finally:
         await conn.close()
     assert [r["version"] for r in rows] == versions
-    assert secrets == 1
+    assert secrets == ["cursor_mac", "log_key"]

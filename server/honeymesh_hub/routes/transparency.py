@@ -20,7 +20,6 @@ from ..errors import NotFound, ValidationFailed
 from ..ratelimit import Limit, per_minute, quota_of
 from ..services import tlog
 from ..services.feed import scopes_of, scopes_of_reader
-from ..store import tlog as store
 from ..tlog import LogKey, b64, scope_of_log
 from .common import json_response, now
 
@@ -56,7 +55,7 @@ async def _log(request: web.Request) -> tuple[str, int, dict[str, str]]:
     if log not in logs:
         raise NotFound("No such log.")
     async with request.app[state.POOL].acquire() as conn:
-        size = (await store.sizes(conn, [log])).get(log, 0)
+        size = (await tlog.sizes(conn, [log])).get(log, 0)
     return log, size, headers
 
 
@@ -86,7 +85,7 @@ async def get_logs(request: web.Request) -> web.Response:
     logs, headers = await _visible_logs(request)
     key = _key(request)
     async with request.app[state.POOL].acquire() as conn:
-        size = await store.sizes(conn, logs)
+        size = await tlog.sizes(conn, logs)
     listed = [
         {
             "log": log,
@@ -117,7 +116,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
         if cosigned == "false":
             root = await tlog.root_at(conn, log, size)
             return _text(key.checkpoint(log, size, root), headers)
-        at, lines = await store.latest_cosigned(conn, log, MAX_COSIGNATURES)
+        at, lines = await tlog.latest_cosigned(conn, log, MAX_COSIGNATURES)
         if at is None:
             raise NotFound("No checkpoint of this log has been cosigned yet.")
         root = await tlog.root_at(conn, log, at)
@@ -166,7 +165,7 @@ async def get_leaves(request: web.Request) -> web.Response:
     scope = scope_of_log(log)
     assert scope is not None  # a visible log is one of the caller's scopes
     async with request.app[state.POOL].acquire() as conn:
-        leaves = await store.leaves(conn, scope, start, end)
+        leaves = await tlog.leaves(conn, scope, start, end)
     return json_response({"leaves": _b64s(leaves)}, headers=headers)
 
 
@@ -206,7 +205,7 @@ async def post_cosignature(request: web.Request) -> web.Response:
     if opened.names != (name,) or len(opened.verified) != 1:
         raise _unverified(f"The signature is not one by {name}'s current key.")
     async with request.app[state.POOL].acquire() as conn:
-        size = (await store.sizes(conn, [log])).get(log, 0)
+        size = (await tlog.sizes(conn, [log])).get(log, 0)
         signed = (
             cp.origin == key.origin_of(log)
             and cp.size <= size
@@ -215,7 +214,7 @@ async def post_cosignature(request: web.Request) -> web.Response:
         )
         if not signed:
             raise _unverified("The hub never signed that checkpoint of this log.")
-        await store.add_cosignature(conn, log, cp.size, caller.node_id, line, now(request))
+        await tlog.add_cosignature(conn, log, cp.size, caller.node_id, line, now(request))
     return json_response(
         {"log": log, "size": cp.size}, status=201, headers=quota_of("pull", windows).headers()
     )

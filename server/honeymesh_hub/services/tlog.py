@@ -26,7 +26,21 @@ from honeymesh_client.protocol import merkle
 from honeymesh_client.protocol.tlogleaf import log_of_scope
 
 from ..store import tlog as store
+from ..store.tlog import add_cosignature, latest_cosigned, leaves, sizes
 from ..tlog import LogKey, leaf_of
+
+# The log's reads and writes for the routes, which reach the database only here.
+__all__ = [
+    "add_cosignature",
+    "append",
+    "consistency",
+    "frontier",
+    "inclusion",
+    "latest_cosigned",
+    "leaves",
+    "root_at",
+    "sizes",
+]
 
 # (scope_key, kind, entry, reason, time) of an event to log.
 Item = tuple[str, str, dict[str, Any], "str | None", datetime]

@@ -37,7 +37,8 @@ class CursorError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """`snapshot`: paging the active set at boundary `xid`, after candidate `after`.
+    """`snapshot`: paging the active set as of the sequenced position (`xid`, `seq`),
+    after candidate `after`.
     `delta`: every event at or before (`xid`, `seq`) was served."""
 
     kind: str
@@ -84,7 +85,7 @@ def decode(text: str, node_id: uuid.UUID, key: bytes) -> Position:
         if len(body) != head + 16:
             raise CursorError("malformed cursor")
         after = uuid.UUID(bytes=body[head:])
-        return Position("snapshot", xid, 0, None if after.int == 0 else after, epoch)
+        return Position("snapshot", xid, seq, None if after.int == 0 else after, epoch)
     if len(body) != head:
         raise CursorError("malformed cursor")
     return Position("delta", xid, seq, epoch=epoch)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from . import state
 from .services.budgets import ApprovalCaps, NewCandidateBudget
-from .services.feed import FeedContext
+from .services.feed import CatchUp, Checkpoints, FeedContext
 from .services.groupcommit import StoreGroups
 from .services.publishing import Publishing
 from .services.taxii import Taxii
@@ -44,6 +44,8 @@ def build(app: web.Application) -> Services:
             metrics=app[state.METRICS],
             reads=app[state.FEED_READS],
             snapshots=app[state.SNAPSHOTS],
+            catch_up=CatchUp(app[state.POOL], app[state.LOG_KEY]),
+            checkpoints=Checkpoints(app[state.LOG_KEY]),
         ),
         taxii=Taxii(
             pool=app[state.POOL],

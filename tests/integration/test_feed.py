@@ -86,9 +86,15 @@ async def test_deltas_after_approve_and_retract(hub: Hub) -> None:
     page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
     assert page["reset"] is False
     assert [i["id"] for i in page["added"]] == [second]
-    assert page["removed"] == [
-        {"id": first, "indicator": {"type": "ip", "value": "198.51.100.1"}, "reason": "retracted"}
-    ]
+    [removed] = page["removed"]
+    assert {k: removed[k] for k in ("id", "indicator", "reason")} == {
+        "id": first,
+        "indicator": {"type": "ip", "value": "198.51.100.1"},
+        "reason": "retracted",
+    }
+    # Every event carries its commit time and its place in the log (8 r2, 15 r2).
+    assert set(removed) == {"id", "indicator", "reason", "time", "leaf"}
+    assert removed["leaf"]["log"] == "mesh" and set(page["checkpoints"]) == {"mesh"}
     empty = (await reader.request("GET", f"/v1/feed?cursor={page['cursor']}")).body
     assert (empty["added"], empty["removed"], empty["more"]) == ([], [], False)
 
@@ -99,7 +105,11 @@ async def test_an_id_appears_once_per_page(hub: Hub) -> None:
     _, cursor = await pull_all(reader)
     cid = await approve(node, "198.51.100.7")
     await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.7", "reason": "x"})
+    # The page ends before the id would come twice: the approval, then the retraction,
+    # each as it stands at its page's cursor; every event (every leaf) is served.
     page = (await reader.request("GET", f"/v1/feed?cursor={cursor}")).body
+    assert ([a["id"] for a in page["added"]], page["removed"], page["more"]) == ([cid], [], True)
+    page = (await reader.request("GET", f"/v1/feed?cursor={page['cursor']}")).body
     assert page["added"] == []
     assert [r["id"] for r in page["removed"]] == [cid]
 
@@ -304,7 +314,7 @@ async def test_nodes_of_a_tenant_share_snapshot_pages_with_their_own_cursors(hub
     strip = [{k: v for k, v in p.items() if k != "cursor"} for p in first]
     assert strip == [{k: v for k, v in p.items() if k != "cursor"} for p in second]
     assert [p["reset"] for p in first] == [True, False, False]
-    assert set(first[0]) == {"cursor", "more", "reset", "added", "removed"}
+    assert set(first[0]) == {"cursor", "more", "reset", "added", "removed", "checkpoints"}
     # Later pages came from the shared rendering; each cursor is the node's own.
     assert cache.hits >= 2
     assert set(cursors[a.node_id]).isdisjoint(cursors[b.node_id])

@@ -4,6 +4,14 @@ A node sees `mesh` decisions when its tenant has `mesh`, and `tenant` decisions 
 its own tenant only: every query filters by the caller's scopes, computed from its
 current entitlement when the page is served. See store/feed.py for why a client
 following cursors can never skip an event.
+
+The feed serves the sequenced rows, so every event carries its place in the
+transparency log (`leaf`) and every page the checkpoints that cover its events
+(PROTOCOL.md 8 r2, 15 r2): an event is exactly its leaf (less `event`), and a page
+ends before an id would come twice, so a node following its feed is served every
+leaf of its logs, in order. What commits is sequenced within a round (a quarter
+second); a read that finds feed events waiting beyond the sequencer's position has
+them sequenced first (`CatchUp`), so an answer is as fresh as a read of the log.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from honeymesh_client.protocol.tlogleaf import log_of_scope
+
 from .. import views
 from ..callers import NodeCaller, ReaderCaller
 from ..clock import rfc3339
@@ -26,6 +36,8 @@ from ..errors import BadRequest, CursorExpired
 from ..metrics import Metrics
 from ..notify import FeedNotifier
 from ..store import feed as feed_store
+from ..tlog import LogKey
+from . import sequencer, tlog
 from .snapshots import Rendering, SnapshotCache, render
 
 # While the listener is down, or events wait behind a running transaction, a waiter
@@ -34,7 +46,59 @@ _RECHECK_SECONDS = 0.25
 
 
 DeltaKey = tuple[int, int, tuple[str, ...], int]
-DeltaRead = tuple[int, bool, list[Any]]
+DeltaRead = tuple[tuple[int, int], bool, list[Any]]
+# How long a read waits for what it found waiting to be sequenced (another replica's
+# round, or a transaction still running) before it answers without it.
+_CATCH_UP_SECONDS = 0.2
+_CATCH_UP_STEP = 0.01
+# Signed checkpoints kept per process, (log, size) -> note.
+_CHECKPOINTS = 4096
+
+
+class CatchUp:
+    """Sequence what waits now, one round at a time per process however many requests
+    ask (services/sequencer.py; another replica's round is waited for, briefly)."""
+
+    def __init__(self, pool: Any, key: LogKey) -> None:
+        self._pool = pool
+        self._key = key
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+            self._task.add_done_callback(lambda _t: setattr(self, "_task", None))
+        await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        deadline = time.monotonic() + _CATCH_UP_SECONDS
+        while True:
+            done, more = await sequencer.run_round(self._pool, self._key)
+            if not more or time.monotonic() >= deadline:
+                return
+            if not done:
+                await asyncio.sleep(_CATCH_UP_STEP)
+
+
+class Checkpoints:
+    """The hub's signed checkpoints, by (log, size), made once per process (LRU)."""
+
+    def __init__(self, key: LogKey, size: int = _CHECKPOINTS) -> None:
+        self._key = key
+        self._size = size
+        self._notes: dict[tuple[str, int], str] = {}
+
+    async def notes(self, conn: Any, sizes: dict[str, int]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for log, size in sorted(sizes.items()):
+            found = self._notes.pop((log, size), None)
+            if found is None:
+                found = self._key.checkpoint(log, size, await tlog.root_at(conn, log, size))
+            self._notes[(log, size)] = found
+            out[log] = found
+        while len(self._notes) > self._size:
+            del self._notes[next(iter(self._notes))]
+        return out
 
 
 class SharedReads:
@@ -71,6 +135,14 @@ async def _read_delta(
         return await feed_store.delta(conn, xid, seq, scopes, limit)
 
 
+def _event(row: Any) -> tuple[str, dict[str, Any]]:
+    """A sequenced row as the feed serves it: its leaf, less `event`, with `leaf`."""
+    event: dict[str, Any] = json.loads(bytes(row["leaf"]))
+    kind = event.pop("event")
+    event["leaf"] = {"log": log_of_scope(row["scope_key"]), "index": row["log_index"]}
+    return kind, event
+
+
 @dataclass(slots=True)
 class FeedContext:
     pool: Any
@@ -79,6 +151,8 @@ class FeedContext:
     metrics: Metrics
     reads: SharedReads
     snapshots: SnapshotCache
+    catch_up: CatchUp
+    checkpoints: Checkpoints
 
 
 def scopes_of(caller: NodeCaller) -> list[str]:
@@ -97,10 +171,6 @@ def _scopes_of_tenant(tenant: TenantState) -> list[str]:
     return scopes
 
 
-def _removed(entry: dict[str, Any], reason: str | None) -> dict[str, Any]:
-    return {"id": entry["id"], "indicator": entry["indicator"], "reason": reason or "retracted"}
-
-
 @dataclass(frozen=True, slots=True)
 class FeedPage:
     """A feed page; `added_json` is the JSON text of the `added` array, made once
@@ -113,13 +183,29 @@ class FeedPage:
     added_json: str
     removed: list[dict[str, Any]]
     shared: Rendering | None = None
+    checkpoints: dict[str, str] | None = None
 
     def body(self) -> bytes:
         if self.shared is not None:
             return self.shared.body(self.cursor)
         head = json.dumps({"cursor": self.cursor, "more": self.more, "reset": self.reset})
         removed = json.dumps(self.removed)
-        return f'{head[:-1]}, "added": {self.added_json}, "removed": {removed}}}'.encode()
+        notes = json.dumps(self.checkpoints or {})
+        return (
+            f'{head[:-1]}, "added": {self.added_json}, "removed": {removed},'
+            f' "checkpoints": {notes}}}'
+        ).encode()
+
+
+async def _fresh_head(ctx: FeedContext, scopes: Sequence[str]) -> tuple[int, int]:
+    """The sequencer's position, once what waits beyond it was sequenced."""
+    async with ctx.pool.acquire() as conn:
+        head, pending = await feed_store.head(conn, scopes)
+    if pending:
+        await ctx.catch_up()
+        async with ctx.pool.acquire() as conn:
+            head, _ = await feed_store.head(conn, scopes)
+    return head
 
 
 async def _snapshot_page(
@@ -128,36 +214,41 @@ async def _snapshot_page(
     scopes = scopes_of(caller)
     reset = position is None
     after = None if position is None else position.after
-    key = SnapshotCache.key(scopes, after, limit, reset)
-    shared = await ctx.snapshots.current(key) if position is None else None
-    async with ctx.pool.acquire() as conn:
-        if position is not None:
-            boundary = position.xid
-            await _check_retained(conn, boundary, 0)
-        elif shared is not None and await feed_store.unchanged_since(conn, shared.xmin, scopes):
-            # Nothing this node may see changed since that page was read: it is what a
-            # read now would give, and its xmin a boundary as good as now's.
-            boundary = shared.xmin
-            ctx.snapshots.hits += 1
-        else:
-            boundary = await feed_store.boundary(conn)
+    if position is not None:
+        at = (position.xid, position.seq)
+        async with ctx.pool.acquire() as conn:
+            await _check_retained(conn, *at)
+    else:
+        at = await _fresh_head(ctx, scopes)
+        newest = ctx.snapshots.newest_first(scopes, limit)
+        if newest is not None and newest < at:
+            async with ctx.pool.acquire() as conn:
+                if await feed_store.unchanged_since(conn, *newest, scopes):
+                    # Nothing this node may see was sequenced since that page's
+                    # position: a snapshot as of then is one as of now.
+                    at = newest
+    key = SnapshotCache.key(scopes, at, after, limit, reset)
 
     async def make() -> Rendering:
         async with ctx.pool.acquire() as conn:
-            # Taken before the read: every transaction below it is in what is read.
-            xmin = await feed_store.boundary(conn)
-            count, last_id, added_json, more = await feed_store.snapshot(conn, scopes, after, limit)
-        return render(count, last_id, added_json, more, reset, xmin)
+            count, last_id, added_json, of, more = await feed_store.snapshot(
+                conn, scopes, *at, after, limit
+            )
+            # Checkpoints as of the position cover every event of the snapshot; the
+            # last page has them for every visible log (PROTOCOL.md 15 r2).
+            sizes = await feed_store.log_sizes(conn, *at, scopes if not more else of)
+            notes = await ctx.checkpoints.notes(
+                conn, {log_of_scope(scope): size for scope, size in sizes.items()}
+            )
+        return render(count, last_id, added_json, more, reset, at, notes)
 
-    if shared is None or shared.xmin < boundary:
-        shared = await ctx.snapshots.get(key, boundary, make)
-    # The last page continues at the boundary: everything that committed from a
-    # transaction older than it is in the set just served.
+    shared = await ctx.snapshots.get(key, make)
+    # The last page continues at the position: every event up to it is in the set.
     epoch = caller.identity.tenant.visibility_epoch
     nxt = (
-        Position("snapshot", boundary, 0, shared.last_id, epoch)
+        Position("snapshot", at[0], at[1], shared.last_id, epoch)
         if shared.more
-        else _delta(boundary, 0, caller)
+        else _delta(at[0], at[1], caller)
     )
     ctx.metrics.feed_events.labels("snapshot").inc(shared.count)
     cursor = encode(nxt, caller.node_id, ctx.mac_key)
@@ -198,28 +289,49 @@ async def _delta_page(
     ctx: FeedContext, caller: NodeCaller, position: Position, limit: int
 ) -> tuple[FeedPage | None, bool]:
     """A page of changes, or None when nothing is new (and whether news is pending)."""
-    xmin, pending, rows = await ctx.reads.delta(
-        ctx.pool, position.xid, position.seq, scopes_of(caller), limit + 1
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if not rows:
-        return None, pending
-    # A full page ends at its last event; otherwise every visible event of a finished
-    # transaction (xid < xmin) has been served, so the next page starts at xmin.
-    last = rows[-1]
-    nxt = _delta(int(last["xid"]), last["seq"], caller) if more else _delta(xmin, 0, caller)
-    # Within a page an id appears once, as it stands at the page's cursor.
-    latest: dict[UUID, Any] = {}
-    for row in rows:
-        latest.pop(row["candidate_id"], None)
-        latest[row["candidate_id"]] = row
-    added = [r["entry"] for r in latest.values() if r["kind"] == "added"]
-    removed = [_removed(r["entry"], r["reason"]) for r in latest.values() if r["kind"] == "removed"]
+    scopes = scopes_of(caller)
+    read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
+    if read[1] and len(read[2]) <= limit:
+        # Feed events wait beyond the sequencer's position: sequence them first.
+        await ctx.catch_up()
+        read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
+    head, pending, rows = read
+    # A page ends before an id would come twice, so every event (every leaf of the
+    # node's logs) is served, and an id is in a page once (PROTOCOL.md 8, 15 r2).
+    taken: list[Any] = []
+    seen: set[UUID] = set()
+    cut = len(rows) > limit
+    for row in rows[:limit]:
+        if row["leaf"] is None or row["candidate_id"] in seen:
+            cut = True
+            break
+        seen.add(row["candidate_id"])
+        taken.append(row)
+    if not taken:
+        return None, pending or cut
+    # A cut page ends at its last event; otherwise every visible sequenced event up to
+    # the sequencer's position has been served, so the next page starts there.
+    last = taken[-1]
+    nxt = _delta(int(last["xid"]), last["seq"], caller) if cut else _delta(*head, caller)
+    added: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    sizes: dict[str, int] = {}
+    for row in taken:
+        kind, event = _event(row)
+        (added if kind == "added" else removed).append(event)
+        log = event["leaf"]["log"]
+        sizes[log] = max(sizes.get(log, 0), row["log_index"] + 1)
+    async with ctx.pool.acquire() as conn:
+        notes = await ctx.checkpoints.notes(conn, sizes)
     ctx.metrics.feed_events.labels("added").inc(len(added))
     ctx.metrics.feed_events.labels("removed").inc(len(removed))
     page = FeedPage(
-        encode(nxt, caller.node_id, ctx.mac_key), more, False, json.dumps(added), removed
+        encode(nxt, caller.node_id, ctx.mac_key),
+        cut,
+        False,
+        json.dumps(added),
+        removed,
+        checkpoints=notes,
     )
     return page, pending
 

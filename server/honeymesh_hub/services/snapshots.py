@@ -1,27 +1,18 @@
 """Snapshot pages rendered once per process and shared by every node that pulls them.
 
-A snapshot page's content (its `added` text, `more`, and where the next page starts)
-depends only on (the caller's scopes, the boundary xid, the id it follows, the limit,
-and whether it is the first page), never on the node: only the cursor differs. So the
-body is cut in two. The shared part is everything but the cursor,
+A snapshot is the active set as of a sequenced position P (store/feed.py), so a page
+depends only on (the caller's scopes, P, the id it follows, the limit, and whether it
+is the first page), never on the node: only the cursor differs, and a page as of P
+never changes. So the body is cut in two. The shared part is everything but the
+cursor,
 
-    {"more": true, "reset": false, "added": [...], "removed": [], "cursor":
+    {"more": true, "reset": false, "added": [...], "removed": [], "checkpoints": {...}, "cursor":
 
 made once and kept in a per-process LRU bounded by bytes; each answer appends its own
-node's cursor and `}`. A cached page is a valid answer whenever it is served: it was
-read after its boundary was taken, so it holds every change of a transaction older
-than the boundary, and every later change comes again as a delta from the boundary.
-The cache is keyed by the scopes, so a node is only ever served a page built for
-exactly the visibility it has when it asks.
-
-The key holds no boundary: a rendering records `xmin`, the oldest running transaction
-when its read began (every transaction below it had ended), and serves any node whose
-boundary is at most that: the page holds every change of a transaction older than the
-node's boundary, and later ones come again as deltas from it. So nodes that started
-a snapshot at slightly different moments (every request moves xmin: it spends a
-nonce) share every page after their first. A first page takes the newest rendering's
-xmin as its boundary when no event the caller may see is in the log from that xmin on
-(a read now would be the same page), so nodes that start together share all pages.
+node's cursor and `}`. The cache is keyed by the scopes, so a node is only ever served
+a page built for exactly the visibility it has when it asks. A first page takes the
+newest first page's P when no event the caller may see was sequenced after it (a read
+as of now would be the same page), so nodes that start together share every page.
 
 gzip: the shared part is deflated once with a sync flush (byte-aligned, not final);
 each answer is one gzip member: a fixed header, that cached deflate data, the cursor
@@ -33,7 +24,6 @@ so any gzip decoder reads it, no multi-member support needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import struct
 import zlib
@@ -49,8 +39,11 @@ _LEVEL = 1
 _GZIP_HEAD = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# Distinct (scopes, limit) whose newest first page is remembered.
+_MAX_FIRSTS = 10_000
 
-SnapshotKey = tuple[tuple[str, ...], UUID | None, int, bool]
+# (scopes, the sequenced position P, the id the page follows, limit, first page)
+SnapshotKey = tuple[tuple[str, ...], tuple[int, int], UUID | None, int, bool]
 
 
 @dataclass(slots=True, eq=False)
@@ -69,7 +62,7 @@ class Rendering:
     more: bool
     reset: bool
     shared: bytes  # the body up to the cursor's value
-    xmin: int  # every transaction below it had ended when the read began
+    position: tuple[int, int]  # the sequenced position the page is as of
     deflated: Deflated | None = None
     kept: bool = False  # in a cache's entries, its bytes counted
     _deflating: asyncio.Task[Deflated] | None = field(default=None, repr=False)
@@ -96,11 +89,20 @@ class Rendering:
 
 
 def render(
-    count: int, last_id: UUID | None, added_json: str, more: bool, reset: bool, xmin: int
+    count: int,
+    last_id: UUID | None,
+    added_json: str,
+    more: bool,
+    reset: bool,
+    position: tuple[int, int],
+    checkpoints: dict[str, str],
 ) -> Rendering:
     head = json.dumps({"more": more, "reset": reset})[:-1]
-    shared = f'{head}, "added": {added_json}, "removed": [], "cursor": '.encode()
-    return Rendering(count, last_id, more, reset, shared, xmin)
+    notes = json.dumps(checkpoints)
+    shared = (
+        f'{head}, "added": {added_json}, "removed": [], "checkpoints": {notes}, "cursor": '
+    ).encode()
+    return Rendering(count, last_id, more, reset, shared, position)
 
 
 def deflate(shared: bytes) -> Deflated:
@@ -119,6 +121,8 @@ class SnapshotCache:
         self.bytes = 0
         self._entries: OrderedDict[SnapshotKey, Rendering] = OrderedDict()
         self._inflight: dict[SnapshotKey, asyncio.Task[Rendering]] = {}
+        # (scopes, limit) -> the newest first page's position, insertion-ordered
+        self._first: dict[tuple[tuple[str, ...], int], tuple[int, int]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -126,54 +130,52 @@ class SnapshotCache:
         return len(self._entries)
 
     @staticmethod
-    def key(scopes: Sequence[str], after: UUID | None, limit: int, reset: bool) -> SnapshotKey:
-        return (tuple(sorted(scopes)), after, limit, reset)
+    def key(
+        scopes: Sequence[str],
+        position: tuple[int, int],
+        after: UUID | None,
+        limit: int,
+        reset: bool,
+    ) -> SnapshotKey:
+        return (tuple(sorted(scopes)), position, after, limit, reset)
 
-    async def get(
-        self, key: SnapshotKey, boundary: int, make: Callable[[], Awaitable[Rendering]]
-    ) -> Rendering:
-        """A rendering of `key` whose read began once every transaction below
-        `boundary` had ended (its xmin at least `boundary`); `make` reads one."""
+    async def get(self, key: SnapshotKey, make: Callable[[], Awaitable[Rendering]]) -> Rendering:
+        """The rendering of `key` (a page as of its position never changes); `make`
+        reads it when none is kept or being read."""
         found = self._entries.get(key)
-        if found is not None and found.xmin >= boundary:
+        if found is not None:
             self._entries.move_to_end(key)
             self.hits += 1
             return found
         task = self._inflight.get(key)
         if task is not None:
+            self.hits += 1
             # Shielded: a requester that goes away does not cancel the others' read.
-            shared = await asyncio.shield(task)
-            if shared.xmin >= boundary:
-                self.hits += 1
-                return shared
+            return await asyncio.shield(task)
         self.misses += 1
         task = asyncio.ensure_future(make())
         self._inflight[key] = task
         task.add_done_callback(lambda t: self._settle(key, t))
         return await asyncio.shield(task)
 
-    async def current(self, key: SnapshotKey) -> Rendering | None:
-        """The newest rendering of `key` kept or being read (awaited), if any."""
-        task = self._inflight.get(key)
-        if task is not None:
-            with contextlib.suppress(Exception):
-                return await asyncio.shield(task)
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+    def newest_first(self, scopes: Sequence[str], limit: int) -> tuple[int, int] | None:
+        """The position of the newest first page of these scopes and limit."""
+        return self._first.get((tuple(sorted(scopes)), limit))
 
     def _settle(self, key: SnapshotKey, task: asyncio.Task[Rendering]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if task.cancelled() or task.exception() is not None:
             return
+        if key[4]:
+            first = (key[0], key[3])
+            if first not in self._first or self._first[first] < key[1]:
+                self._first[first] = key[1]
+                while len(self._first) > _MAX_FIRSTS:
+                    del self._first[next(iter(self._first))]
         self._put(key, task.result())
 
     def _put(self, key: SnapshotKey, rendering: Rendering) -> None:
-        old = self._entries.get(key)
-        if old is not None and old.xmin > rendering.xmin:
-            return  # a newer read is kept already
         old = self._entries.pop(key, None)
         if old is not None:
             old.kept = False

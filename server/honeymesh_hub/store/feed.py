@@ -15,35 +15,42 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+# The feed reads the sequenced rows (services/sequencer.py), never feed_log itself:
+# they are a prefix of the feed's (xid, seq) order that only grows at its end, and a
+# statement's snapshot sees them exactly up to the sequencer's position it reads in the
+# same snapshot. So a delta that ends at that position has served every event before
+# it, and nothing can later appear before it: the no-skip argument above, moved from
+# xmin to the sequencer's position, which is below xmin. `pending`: feed events wait
+# beyond the position (the caller has them sequenced now, services/feed.py).
 _DELTA_SQL = """
-WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+WITH h AS (SELECT xid, seq FROM sequencer_state WHERE id = 1),
 e AS (
-    SELECT f.seq, f.xid, f.candidate_id, f.kind, f.reason, f.entry
-    FROM feed_log f, b
-    WHERE (f.xid, f.seq) > ($1::text::xid8, $2::bigint) AND f.xid < b.xmin
-      AND f.scope_key = any($3::text[])
-    ORDER BY f.xid, f.seq
+    SELECT q.xid, q.seq, q.candidate_id, q.kind, q.scope_key, q.log_index, q.leaf
+    FROM sequenced q, h
+    WHERE (q.xid, q.seq) > ($1::text::xid8, $2::bigint) AND (q.xid, q.seq) <= (h.xid, h.seq)
+      AND q.scope_key = any($3::text[])
+    ORDER BY q.xid, q.seq
     LIMIT $4
 )
-SELECT b.xmin::text AS xmin,
+SELECT h.xid::text AS head_xid, h.seq AS head_seq,
        EXISTS (SELECT 1 FROM feed_log p
-               WHERE p.xid >= b.xmin AND (p.xid, p.seq) > ($1::text::xid8, $2::bigint)
-                 AND p.scope_key = any($3::text[])) AS pending,
-       e.seq, e.xid::text AS xid, e.candidate_id, e.kind, e.reason, e.entry
-FROM b LEFT JOIN e ON true
+               WHERE (p.xid, p.seq) > (h.xid, h.seq) AND p.scope_key = any($3::text[]))
+           OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending,
+       e.xid::text AS xid, e.seq, e.candidate_id, e.kind, e.scope_key, e.log_index, e.leaf
+FROM h LEFT JOIN e ON true
 ORDER BY e.xid, e.seq
 """
 
 
 async def delta(
     conn: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
-) -> tuple[int, bool, list[Any]]:
-    """Events after (xid, seq) that are final, visible in `scopes`; with the xmin
-    they are final below, and whether visible events wait above it."""
+) -> tuple[tuple[int, int], bool, list[Any]]:
+    """Sequenced events after (xid, seq) visible in `scopes`, up to the sequencer's
+    position; that position, and whether feed events wait beyond it."""
     rows = await conn.fetch(_DELTA_SQL, str(xid), seq, list(scopes), limit)
-    xmin = int(rows[0]["xmin"])
+    head = (int(rows[0]["head_xid"]), int(rows[0]["head_seq"]))
     pending = bool(rows[0]["pending"])
-    return xmin, pending, [r for r in rows if r["seq"] is not None]
+    return head, pending, [r for r in rows if r["seq"] is not None]
 
 
 async def boundary(conn: Any) -> int:
@@ -51,93 +58,105 @@ async def boundary(conn: Any) -> int:
     return int(value)
 
 
-async def unchanged_since(conn: Any, xid: int, scopes: Sequence[str]) -> bool:
-    """Whether no event visible in `scopes` is in the log from transaction `xid` on
-    (so a read that began at xmin `xid` is what a read now would be), and the log is
-    kept from there."""
-    return bool(
-        await conn.fetchval(
-            """
-            SELECT NOT EXISTS (SELECT 1 FROM feed_log
-                               WHERE scope_key = any($2::text[]) AND xid >= $1::text::xid8)
-                   AND (SELECT (compacted_xid, compacted_seq) < ($1::text::xid8, 0::bigint)
-                        FROM feed_state)
-            """,
-            str(xid),
-            list(scopes),
-        )
-    )
-
-
 async def watermark(conn: Any) -> tuple[int, int]:
     row = await conn.fetchrow("SELECT compacted_xid::text AS xid, compacted_seq FROM feed_state")
     return int(row["xid"]), int(row["compacted_seq"])
 
 
-def _utc(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
-
-
-# The entry of views.feed_added, built by PostgreSQL: a snapshot page of thousands of
-# decisions goes to the node as the JSON text the database made, never as Python
-# objects (a page's cost is then the index scan and the copy).
-_ENTRY = ", ".join(
-    (
-        "'id', id",
-        "'indicator', json_build_object('type', indicator_type, 'value', indicator_value)",
-        "'scope', scope",
-        "{tenant}'scenarios', scenarios",
-        "'confidence', max_confidence",
-        "'reporters', reporters",
-        f"'approved_at', {_utc('approved_at')}",
-        f"'expires_at', {_utc('expires_at')}",
-        "'origin', origin",
+async def head(conn: Any, scopes: Sequence[str]) -> tuple[tuple[int, int], bool]:
+    """The sequencer's position, and whether feed events visible in `scopes` wait
+    beyond it (or rows wait for their leaves)."""
+    row = await conn.fetchrow(
+        """
+        SELECT h.xid::text AS xid, h.seq,
+               EXISTS (SELECT 1 FROM feed_log p
+                       WHERE (p.xid, p.seq) > (h.xid, h.seq) AND p.scope_key = any($1::text[]))
+                   OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending
+        FROM sequencer_state h WHERE h.id = 1
+        """,
+        list(scopes),
     )
-)
+    return (int(row["xid"]), int(row["seq"])), bool(row["pending"])
 
-# A page reads one row more than it serves: that row answers `more`. There are two
-# texts, the first page's and the others' (`id > $3`), not one with `$3 IS NULL OR`:
-# asyncpg prepares each statement once per connection, and PostgreSQL soon switches a
-# prepared statement to a generic plan, in which that OR is no index condition, so page
-# k would scan the k pages before it (a snapshot quadratic in its size).
+
+async def unchanged_since(conn: Any, xid: int, seq: int, scopes: Sequence[str]) -> bool:
+    """Whether no sequenced event visible in `scopes` is after (xid, seq): a snapshot
+    as of then is a snapshot as of now."""
+    return not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM sequenced WHERE (xid, seq) > ($1::text::xid8, $2::bigint)"
+        " AND scope_key = any($3::text[]))",
+        str(xid),
+        seq,
+        list(scopes),
+    )
+
+
+async def log_sizes(conn: Any, xid: int, seq: int, scopes: Sequence[str]) -> dict[str, int]:
+    """Each scope's log size as of the sequenced position (xid, seq)."""
+    rows = await conn.fetch(
+        """
+        SELECT sc AS scope_key,
+               coalesce((SELECT s.log_index + 1 FROM sequenced s
+                         WHERE s.scope_key = sc AND (s.xid, s.seq) <= ($1::text::xid8, $2::bigint)
+                         ORDER BY s.log_index DESC LIMIT 1), 0) AS size
+        FROM unnest($3::text[]) AS sc
+        """,
+        str(xid),
+        seq,
+        list(scopes),
+    )
+    return {r["scope_key"]: int(r["size"]) for r in rows}
+
+
+# A snapshot page: the active set as of the sequenced position P = ($3, $4), each
+# decision as its last addition at or before P logged it (its leaf, less `event`, with
+# its `leaf` place), in candidate order; one row more than served answers `more`. An
+# addition is in the set as of P if it is the candidate's latest row, or if no row of
+# the candidate follows it up to P. Two texts, as the old snapshot had, so a generic
+# plan never turns `$5 IS NULL OR` into a scan of the pages before.
 _SNAPSHOT_SQL = """
 WITH page AS (
-    SELECT id, indicator_type, indicator_value, scope, scope_tenant_id, scenarios,
-           max_confidence, reporters, approved_at, expires_at, origin,
-           row_number() OVER (ORDER BY id) AS rn
-    FROM candidates
-    WHERE state = 'approved' AND scope_key = any($1::text[]){after}
-    ORDER BY id
+    SELECT s.candidate_id, s.scope_key, s.log_index, s.leaf,
+           row_number() OVER (ORDER BY s.candidate_id) AS rn
+    FROM sequenced s
+    WHERE s.kind = 'added' AND s.scope_key = any($1::text[])
+      AND (s.xid, s.seq) <= ($3::text::xid8, $4::bigint){after}
+      AND (s.latest OR NOT EXISTS (
+            SELECT 1 FROM sequenced n
+            WHERE n.candidate_id = s.candidate_id AND n.ord > s.ord
+              AND (n.xid, n.seq) <= ($3::text::xid8, $4::bigint)))
+    ORDER BY s.candidate_id
     LIMIT $2::int + 1
 )
 SELECT count(*) FILTER (WHERE rn <= $2) AS n,
-       (array_agg(id ORDER BY id DESC) FILTER (WHERE rn <= $2))[1] AS last_id,
-       coalesce(json_agg(CASE WHEN scope_tenant_id IS NULL
-                              THEN json_build_object({mesh})
-                              ELSE json_build_object({tenant})
-                         END ORDER BY id) FILTER (WHERE rn <= $2), '[]'::json)::text AS added,
+       (array_agg(candidate_id ORDER BY candidate_id DESC) FILTER (WHERE rn <= $2))[1] AS last_id,
+       coalesce(json_agg((convert_from(leaf, 'UTF8')::jsonb - 'event')
+                         || jsonb_build_object('leaf', jsonb_build_object(
+                              'log', CASE WHEN scope_key = 'mesh' THEN 'mesh'
+                                          ELSE 'tenant:' || scope_key END,
+                              'index', log_index))
+                         ORDER BY candidate_id) FILTER (WHERE rn <= $2), '[]'::json)::text
+           AS added,
+       array_agg(DISTINCT scope_key) FILTER (WHERE rn <= $2) AS scopes,
        count(*) > $2 AS more
 FROM page
 """
 _SNAPSHOT_FIRST_SQL, _SNAPSHOT_AFTER_SQL = (
-    _SNAPSHOT_SQL.format(
-        after=after,
-        mesh=_ENTRY.format(tenant=""),
-        tenant=_ENTRY.format(tenant="'tenant_id', scope_tenant_id, "),
-    )
-    for after in ("", " AND id > $3::uuid")
+    _SNAPSHOT_SQL.format(after=after) for after in ("", " AND s.candidate_id > $5::uuid")
 )
 
 
 async def snapshot(
-    conn: Any, scopes: Sequence[str], after: UUID | None, limit: int
-) -> tuple[int, UUID | None, str, bool]:
-    """A page of the active set: (count, last id, the entries as JSON text, more)."""
+    conn: Any, scopes: Sequence[str], xid: int, seq: int, after: UUID | None, limit: int
+) -> tuple[int, UUID | None, str, list[str], bool]:
+    """A page of the active set as of (xid, seq): (count, last id, the entries as JSON
+    text, the scopes they are of, more)."""
+    args: list[Any] = [list(scopes), limit, str(xid), seq]
     if after is None:
-        row = await conn.fetchrow(_SNAPSHOT_FIRST_SQL, list(scopes), limit)
+        row = await conn.fetchrow(_SNAPSHOT_FIRST_SQL, *args)
     else:
-        row = await conn.fetchrow(_SNAPSHOT_AFTER_SQL, list(scopes), limit, after)
-    return row["n"], row["last_id"], row["added"], row["more"]
+        row = await conn.fetchrow(_SNAPSHOT_AFTER_SQL, *args, after)
+    return row["n"], row["last_id"], row["added"], list(row["scopes"] or []), row["more"]
 
 
 async def provenance(conn: Any, candidate_id: UUID, scopes: Sequence[str]) -> tuple[Any, list[Any]]:

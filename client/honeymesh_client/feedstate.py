@@ -9,6 +9,11 @@ page's ``reset: true`` drops what was held.
 
 Invariant: the cursor saved is always the cursor of the page whose changes are
 in the saved set; the two are written in one file, so they never disagree.
+
+Every page is checked against the hub's transparency log before it is applied
+(logcheck.py, PROTOCOL.md 12 r2): the compact range of each log and the pinned log
+key are in the same file, so the ranges always are those of the saved set. A page
+that does not match raises `LogMismatch` and nothing of it is applied or saved.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import logcheck
 from .errors import ClientError, HubError
 from .hub import HubClient
+from .logcheck import LogRange, Snapshot
+from .protocol import note
 from .protocol.times import read_rfc3339
 
 __all__ = ["FeedState", "SyncResult", "atomic_write", "sync"]
 
-VERSION = 1
+VERSION = 2  # 1 had no log ranges: such a state costs one snapshot
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -73,6 +81,14 @@ class FeedState:
     cursor: str | None = None
     active: dict[str, dict[str, Any]] = field(default_factory=dict)
     synced_at: float | None = None  # when a page was last applied
+    # The hub's log verifier key, pinned at enrollment (or the first pull).
+    log_key: str | None = None
+    # Each log's compact range: every leaf of it this node was served, verified.
+    ranges: dict[str, LogRange] = field(default_factory=dict)
+    # A snapshot in progress: the checkpoints its pages carried.
+    snapshot: Snapshot | None = None
+    # The last checkpoint verified per log (for audit and cosigning).
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> FeedState:
@@ -84,11 +100,17 @@ class FeedState:
             raise ClientError(f"cannot read the feed state {path}: {exc.strerror}") from None
         try:
             data = json.loads(raw)
+            log_key = data.get("log_key")
             if data.get("version") != VERSION:
-                raise ValueError("version")
+                # An older state: a fresh snapshot, but the pinned key stays pinned.
+                return cls(log_key=str(log_key) if isinstance(log_key, str) else None)
             active = {str(e["id"]): dict(e) for e in data.get("active", [])}
             cursor = data.get("cursor")
             synced = data.get("synced_at")
+            ranges = {str(k): LogRange.from_json(v) for k, v in data.get("ranges", {}).items()}
+            snap = data.get("snapshot")
+            snapshot = Snapshot(dict(snap)) if isinstance(snap, dict) else None
+            checkpoints = {str(k): str(v) for k, v in data.get("checkpoints", {}).items()}
         except (ValueError, TypeError, KeyError, AttributeError):
             # Unreadable state costs one snapshot, not an outage.
             return cls()
@@ -96,6 +118,10 @@ class FeedState:
             cursor=str(cursor) if cursor else None,
             active=active,
             synced_at=float(synced) if synced is not None else None,
+            log_key=str(log_key) if isinstance(log_key, str) else None,
+            ranges=ranges,
+            snapshot=snapshot,
+            checkpoints=checkpoints,
         )
 
     def save(self, path: Path) -> None:
@@ -104,6 +130,10 @@ class FeedState:
             "cursor": self.cursor,
             "synced_at": self.synced_at,
             "active": sorted(self.active.values(), key=lambda e: str(e.get("id"))),
+            "log_key": self.log_key,
+            "ranges": {log: r.to_json() for log, r in sorted(self.ranges.items())},
+            "snapshot": self.snapshot.checkpoints if self.snapshot is not None else None,
+            "checkpoints": dict(sorted(self.checkpoints.items())),
         }
         atomic_write(Path(path), json.dumps(data, separators=(",", ":")).encode(), 0o600)
 
@@ -179,6 +209,7 @@ async def sync(
             state.cursor = None
             continue
         first = False
+        await _verify(client, state, page)
         state.apply(page, clock())
         result.pages += 1
         state.save(path)
@@ -187,3 +218,43 @@ async def sync(
             on_page(result.pages, len(state.active))
     result.changed = state.active != before
     return result
+
+
+async def pin_log_key(client: HubClient, state: FeedState) -> note.Verifier:
+    """The pinned log verifier key; pinned now from the hub if none is (first use)."""
+    if state.log_key is None:
+        keys = {str(entry.get("verifier_key")) for entry in await client.transparency_logs()}
+        if len(keys) != 1:
+            raise ClientError("the hub names no single transparency log key")
+        state.log_key = keys.pop()
+    try:
+        return note.parse_verifier_key(state.log_key)
+    except note.NoteError as exc:
+        raise ClientError(f"the pinned log key is not a verifier key ({exc})") from None
+
+
+async def _verify(client: HubClient, state: FeedState, page: dict[str, Any]) -> None:
+    """Check a page against the log (logcheck.py) and, once it holds, record the new
+    ranges in `state` for `apply`; raises LogMismatch and changes nothing if not."""
+    verifier = await pin_log_key(client, state)
+    in_snapshot = bool(page.get("reset")) or state.snapshot is not None
+    if not in_snapshot:
+        state.ranges = logcheck.check_delta(state.ranges, page, verifier)
+        state.checkpoints.update(page.get("checkpoints") or {})
+        return
+    snapshot = Snapshot() if page.get("reset") else Snapshot(dict(state.snapshot.checkpoints))  # type: ignore[union-attr]
+    logcheck.check_snapshot_page(snapshot, page, verifier)
+    if page.get("more"):
+        state.snapshot = snapshot
+        return
+    ranges: dict[str, LogRange] = {}
+    for log, text in sorted(snapshot.checkpoints.items()):
+        cp = logcheck.opened(text, log, verifier)
+        before = state.ranges.get(log)
+        proof = None
+        if before is not None and 0 < before.size <= cp.size:
+            proof = await client.log_consistency(log, before.size, cp.size)
+        frontier = await client.log_frontier(log, cp.size)
+        ranges[log] = logcheck.range_of_frontier(log, cp, frontier, before, proof)
+    state.ranges, state.snapshot = ranges, None
+    state.checkpoints = dict(snapshot.checkpoints)

@@ -21,6 +21,7 @@ backoff without real sleeps.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import random
@@ -234,8 +235,10 @@ class HubClient:
         sign: bool | None = None,
         retry: RetryPolicy | None = None,
         extra_timeout: float = 0.0,
+        text: bool = False,
     ) -> Response:
-        """Send one request (retrying per the policy); HubError for any 4xx/5xx."""
+        """Send one request (retrying per the policy); HubError for any 4xx/5xx. With
+        `text`, the body is the answer's UTF-8 text, not JSON."""
         policy = retry or self.retry
         raw_path, raw_query = self.target(path, query)
         url = self.base_url + raw_path + (f"?{raw_query}" if raw_query else "")
@@ -244,7 +247,7 @@ class HubClient:
         timeout = aiohttp.ClientTimeout(total=self._timeout + extra_timeout)
         last: str = ""
         for attempt in range(1, policy.attempts + 1):
-            headers = {"Accept": "application/json"}
+            headers = {"Accept": "text/plain" if text else "application/json"}
             if data is not None:
                 headers["Content-Type"] = "application/json"
             if signed:
@@ -275,6 +278,8 @@ class HubClient:
                 self._note(f"{last}; retrying in {delay:.1f} s")
                 await self._sleep(delay)
                 continue
+            if status < 400 and text:
+                return Response(status, resp_headers, raw.decode("utf-8", "replace"))
             if status < 400:
                 try:
                     parsed = json.loads(raw) if raw else None
@@ -340,6 +345,46 @@ class HubClient:
         if wait:
             query["wait"] = wait
         reply = await self.request("GET", "/v1/feed", query=query, extra_timeout=float(wait))
+        return dict(reply.body)
+
+    # ------------------------------------------------------- transparency log (15)
+
+    async def transparency_logs(self) -> list[dict[str, Any]]:
+        body = (await self.request("GET", "/v1/transparency/logs")).body
+        return list(body.get("logs") or []) if isinstance(body, dict) else []
+
+    async def log_checkpoint(self, log: str, *, cosigned: bool = False) -> str:
+        query: dict[str, str | int] = {"cosigned": "true"} if cosigned else {}
+        reply = await self.request(
+            "GET", f"/v1/transparency/{quote(log, safe=':')}/checkpoint", query=query, text=True
+        )
+        return str(reply.body)
+
+    async def _hashes(self, log: str, what: str, query: dict[str, str | int]) -> list[bytes]:
+        body = (
+            await self.request(
+                "GET", f"/v1/transparency/{quote(log, safe=':')}/{what}", query=query
+            )
+        ).body
+        try:
+            return [base64.b64decode(h, validate=True) for h in body["hashes"]]
+        except (KeyError, TypeError, ValueError):
+            raise ClientError(f"the hub's {what} of the {log} log is malformed") from None
+
+    async def log_frontier(self, log: str, size: int) -> list[bytes]:
+        return await self._hashes(log, "frontier", {"size": size})
+
+    async def log_consistency(self, log: str, first: int, second: int) -> list[bytes]:
+        return await self._hashes(log, "proof/consistency", {"from": first, "to": second})
+
+    async def log_inclusion(self, log: str, index: int, size: int) -> list[bytes]:
+        return await self._hashes(log, "proof/inclusion", {"index": index, "size": size})
+
+    async def cosign(self, log: str, checkpoint: str, signature: str) -> dict[str, Any]:
+        body = {"checkpoint": checkpoint, "signature": signature}
+        reply = await self.request(
+            "POST", f"/v1/transparency/{quote(log, safe=':')}/cosignatures", body=body
+        )
         return dict(reply.body)
 
     async def key_info(self, keyid: str) -> KeyInfo | None:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ....errors import ClientError, HubError
-from ....feedstate import atomic_write
+from ....feedstate import FeedState, atomic_write, pin_log_key
 from ....hub import HubClient
 from ....protocol.keys import NodeKey
 from ...common import UsageError, retry_policy
@@ -86,6 +86,11 @@ async def cmd_enroll(args: Any) -> int:
             except HubError:
                 raise exc from None
             result = {"node_id": me["node_id"], "tenant_id": me["tenant_id"], "keyid": key.keyid}
+        # The transparency log's key is pinned now (PROTOCOL.md 12 r2): every later
+        # checkpoint must be signed by it. If the hub cannot say now, the first pull pins.
+        fresh = FeedState()
+        with contextlib.suppress(ClientError):
+            await pin_log_key(client, fresh)
     enrollment = {
         "hub": client.base_url + urlsplit(hub).path.rstrip("/"),
         "node_id": result["node_id"],
@@ -98,6 +103,8 @@ async def cmd_enroll(args: Any) -> int:
     # A cursor is bound to a node: a new enrollment starts the feed afresh.
     with contextlib.suppress(FileNotFoundError):
         home.feed_path.unlink()
+    if fresh.log_key is not None:
+        fresh.save(home.feed_path)
     print(f"enrolled node {result['node_id']} in tenant {result['tenant_id']} at {hub}")
     return 0
 

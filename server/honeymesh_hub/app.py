@@ -25,6 +25,7 @@ from .services import allowlist, expiry, sequencer
 from .services.feed import SharedReads
 from .services.readerusage import ReaderUsage
 from .services.snapshots import SnapshotCache
+from .services.startuppages import StartupPages
 from .store import feed as feed_store
 from .store import nonces as nonce_store
 from .store import sequencer as sequencer_store
@@ -127,6 +128,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     app[state.NOTIFIER] = notifier
     app[state.FEED_READS] = SharedReads()
     app[state.SNAPSHOTS] = SnapshotCache()
+    app[state.STARTUP_PAGES] = StartupPages()
     app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     sequencing = asyncio.create_task(

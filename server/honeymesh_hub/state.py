@@ -39,6 +39,8 @@ HUB_IDENTITY: web.AppKey[Any] = web.AppKey("hub_identity")
 LOG_KEY: web.AppKey[Any] = web.AppKey("log_key")
 FEED_READS: web.AppKey[SharedReads] = web.AppKey("feed_reads")
 SNAPSHOTS: web.AppKey[SnapshotCache] = web.AppKey("snapshots")
+# CrowdSec startup pages shared by every bouncer (services/startuppages.py)
+STARTUP_PAGES: web.AppKey[Any] = web.AppKey("startup_pages")
 # Every service, built once the resources above are up (wiring.py).
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 

@@ -312,3 +312,29 @@ async def test_many_decisions_stream_in_pages(hub: Hub, world: dict[str, Any]) -
         service.PAGE = original
     assert len(body["new"]) == 5
     assert len({d["id"] for d in body["new"]}) == 5
+
+
+async def test_bouncers_starting_together_share_the_pages(hub: Hub, world: dict[str, Any]) -> None:
+    """Startup pages are read and encoded once per second and filters, whoever asks
+    (services/startuppages.py): a second key gets the same bytes from the same pages,
+    plain and gzipped."""
+    for i in range(5):
+        await approve(world["source"], f"198.51.100.{220 + i}")
+    other = (await _key(hub, world["tenant"]))["key"]
+    pages = hub.client.app[state.STARTUP_PAGES]
+    first = await hub.client.get(f"{STREAM}?startup=true", headers={"X-Api-Key": world["key"]})
+    body = await first.read()
+    reads = pages.misses
+    for encoding in ("identity", "gzip"):
+        resp = await hub.client.get(
+            f"{STREAM}?startup=true",
+            headers={"X-Api-Key": other, "Accept-Encoding": encoding},
+            auto_decompress=False,
+        )
+        raw = await resp.read()
+        if encoding == "gzip":
+            assert resp.headers["Content-Encoding"] == "gzip"
+            raw = gzip.decompress(raw)
+        assert raw == body
+    assert pages.misses == reads and pages.hits >= 2
+    assert len(json.loads(body)["new"]) == 5

@@ -80,7 +80,12 @@ async def decisions_stream(request: web.Request) -> web.StreamResponse:
     filters = Filters.parse(request.query)
     windows = await admit_reader(request, caller, refuse=not startup)
     stream = await crowdsec.open_stream(
-        request.app[state.POOL], caller, startup=startup, filters=filters, now=now(request)
+        request.app[state.POOL],
+        caller,
+        startup=startup,
+        filters=filters,
+        now=now(request),
+        pages=request.app[state.STARTUP_PAGES],
     )
     resp = web.StreamResponse(
         headers={**quota_of("pull", windows).headers(), "Cache-Control": "no-cache"}
@@ -88,10 +93,16 @@ async def decisions_stream(request: web.Request) -> web.StreamResponse:
     resp.content_type = "application/json"
     # Sent with the head: the middleware's own comes after the body has gone.
     resp.headers["X-Request-Id"] = request[state.REQUEST_ID]
-    _gzip(request, resp)
+    if stream.startup and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        # Shared deflate blocks (services/startuppages.py), not a compressor per answer.
+        resp.headers["Content-Encoding"] = "gzip"
+        chunks = stream.gzip_chunks()
+    else:
+        _gzip(request, resp)
+        chunks = stream.chunks()
     await resp.prepare(request)
     try:
-        async for chunk in stream.chunks():
+        async for chunk in chunks:
             await resp.write(chunk)
         await resp.write_eof()
     except ConnectionError:

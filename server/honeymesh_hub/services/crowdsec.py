@@ -18,6 +18,7 @@ served again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from ..crowdsec import Filters, Lookup
 from ..store import crowdsec as crowdsec_store
 from ..store import feed as feed_store
 from .feed import scopes_of_reader
+from .startuppages import GzipWriter, Page, StartupPages
 
 # Rows a startup page reads: what one page holds in memory, whatever the set's size.
 PAGE = 1000
@@ -53,6 +55,8 @@ class Stream:
     deleted: list[dict[str, Any]] = field(default_factory=list)
     # Decisions written so far, in `new` and `deleted` together.
     served: int = 0
+    # The process's shared startup pages (services/startuppages.py).
+    pages: StartupPages = field(default_factory=StartupPages)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if not self.startup:
@@ -62,36 +66,68 @@ class Stream:
             return
         yield b'{"new": ['
         first = True
-        async for page in self._active_pages():
-            if page:
-                self.served += len(page)
-                yield (b"" if first else b", ") + b", ".join(page)
+        async for page in self._startup_pages():
+            if page.count:
+                self.served += page.count
+                yield (b"" if first else b", ") + page.body
                 first = False
         self.served += len(self.deleted)
         yield b'], "deleted": [' + b", ".join(map(_encoded, self.deleted)) + b"]}"
 
-    async def _active_pages(self) -> AsyncIterator[list[bytes]]:
+    async def gzip_chunks(self) -> AsyncIterator[bytes]:
+        """A startup answer as one gzip member, its pages' deflate blocks shared."""
+        assert self.startup
+        gz = GzipWriter()
+        yield gz.head()
+        yield gz.fresh(b'{"new": [')
+        first = True
+        async for page in self._startup_pages():
+            if page.count:
+                self.served += page.count
+                if not first:
+                    yield gz.fresh(b", ")
+                yield gz.shared(page.body, await self.pages.deflated(page))
+                first = False
+        self.served += len(self.deleted)
+        yield gz.fresh(b'], "deleted": [' + b", ".join(map(_encoded, self.deleted)) + b"]}")
+        yield gz.end()
+
+    async def _startup_pages(self) -> AsyncIterator[Page]:
+        """The active set in pages shared by every stream of the same scopes, filters
+        and second (services/startuppages.py), each read after this one's boundary."""
         if self.filters.admits_nothing:
             return
-        scopes = scopes_of_reader(self.caller)
-        types = sorted(self.filters.types)
+        scopes = tuple(sorted(scopes_of_reader(self.caller)))
+        second = self.now.replace(microsecond=0)
         after: int | None = None
         while True:
-            # A connection per page, never held while the client reads: a slow
-            # bouncer costs no pooled connection between pages.
-            async with self.pool.acquire() as conn:
-                rows = await crowdsec_store.active_page(conn, scopes, types, self.now, after, PAGE)
-            if not rows:
+            key = _page_key(scopes, self.filters, after, second)
+            page = await self.pages.get(
+                key, self.xid, functools.partial(self._read_page, scopes, second, after)
+            )
+            yield page
+            if not page.full or page.last_id is None:
                 return
-            after = rows[-1]["crowdsec_id"]
-            yield [
-                _encoded(_active(r, self.now))
-                for r in rows
-                if self.filters.admits(r["indicator_type"], r["scenarios"])
-                and crowdsec.remaining_seconds(r["expires_at"], self.now) >= 1
-            ]
-            if len(rows) < PAGE:
-                return
+            after = page.last_id
+
+    async def _read_page(
+        self, scopes: tuple[str, ...], second: datetime, after: int | None
+    ) -> Page:
+        # A connection per page, never held while a client reads: a slow bouncer
+        # costs no pooled connection between pages.
+        async with self.pool.acquire() as conn:
+            # Taken before the read: every transaction below it is in what is read.
+            xmin = await feed_store.boundary(conn)
+            types = sorted(self.filters.types)
+            rows = await crowdsec_store.active_page(conn, list(scopes), types, second, after, PAGE)
+        items = [
+            _encoded(_active(r, second))
+            for r in rows
+            if self.filters.admits(r["indicator_type"], r["scenarios"])
+            and crowdsec.remaining_seconds(r["expires_at"], second) >= 1
+        ]
+        last = rows[-1]["crowdsec_id"] if rows else None
+        return Page(b", ".join(items), len(items), last, len(rows) == PAGE, xmin)
 
     async def delivered(self) -> None:
         async with self.pool.acquire() as conn:
@@ -103,6 +139,16 @@ class Stream:
                 self.caller.tenant.visibility_epoch,
                 self.now,
             )
+
+
+def _page_key(
+    scopes: tuple[str, ...], filters: Filters, after: int | None, second: datetime
+) -> tuple[Any, ...]:
+    return (scopes, filters, after, second)
+
+
+def _first_key(scopes: list[str], filters: Filters, now: datetime) -> tuple[Any, ...]:
+    return _page_key(tuple(sorted(scopes)), filters, None, now.replace(microsecond=0))
 
 
 def _encoded(item: dict[str, Any]) -> bytes:
@@ -122,7 +168,13 @@ def _active(row: Any, now: datetime) -> dict[str, Any]:
 
 
 async def open_stream(
-    pool: Any, caller: ReaderCaller, *, startup: bool, filters: Filters, now: datetime
+    pool: Any,
+    caller: ReaderCaller,
+    *,
+    startup: bool,
+    filters: Filters,
+    now: datetime,
+    pages: StartupPages | None = None,
 ) -> Stream:
     """The answer to one poll, its changes read (a delta) or about to be (startup)."""
     scopes = scopes_of_reader(caller)
@@ -143,7 +195,20 @@ async def open_stream(
             # Taken before the first page is read: every transaction below it is in
             # what the pages read, and whatever is not comes in the next delta.
             boundary = await feed_store.boundary(conn)
+            if pages is not None:
+                # Bouncers starting together share pages: a first page read since the
+                # last change this key may see is what a read now would be, and its
+                # xmin a boundary as good as now's (a lower one: never a skip).
+                first = pages.peek(_first_key(scopes, filters, now))
+                if (
+                    first is not None
+                    and first.xmin < boundary
+                    and await crowdsec_store.unchanged_since(conn, first.xmin, scopes)
+                ):
+                    boundary = first.xmin
             stream = Stream(pool, caller, filters, now, True, boundary, 0)
+            if pages is not None:
+                stream.pages = pages
             if stored is None:
                 return stream
     if narrowed:

@@ -21,6 +21,23 @@ async def position(conn: Any, key_id: UUID) -> Any:
     )
 
 
+async def unchanged_since(conn: Any, xid: int, scopes: Sequence[str]) -> bool:
+    """Whether no feed event visible in `scopes` is from transaction `xid` on (so a read
+    that began at xmin `xid` is what a read now would be), and the log is kept there."""
+    return bool(
+        await conn.fetchval(
+            """
+            SELECT NOT EXISTS (SELECT 1 FROM feed_log
+                               WHERE scope_key = any($2::text[]) AND xid >= $1::text::xid8)
+                   AND (SELECT (compacted_xid, compacted_seq) < ($1::text::xid8, 0::bigint)
+                        FROM feed_state)
+            """,
+            str(xid),
+            list(scopes),
+        )
+    )
+
+
 async def save_position(
     conn: Any, key_id: UUID, xid: int, seq: int, epoch: int, now: datetime
 ) -> None:

@@ -61,6 +61,9 @@ class Proxy:
                 if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")
             }
             status = resp.status
+        if request.path.endswith("/checkpoint") and status == 200 and self.mode == "swap":
+            raw = self.swapped(raw.decode()).encode()
+            self.lied += 1
         if request.path == "/v1/feed" and status == 200 and self.mode != "honest":
             page = json.loads(raw)
             if not page["reset"] and page["added"]:
@@ -74,12 +77,16 @@ class Proxy:
         elif self.mode == "drop":
             page["added"].pop(0)
         elif self.mode == "swap":
-            other = Ed25519PrivateKey.generate()
             for log, text in page["checkpoints"].items():
-                body, _, _ = text.partition("\n\n")
-                name = note.split_note(text)[1][0].name
-                page["checkpoints"][log] = note.sign(body + "\n", name, other)
+                page["checkpoints"][log] = self.swapped(text)
         return page
+
+    @staticmethod
+    def swapped(text: str) -> str:
+        """The same checkpoint, signed by another key under the hub's key name."""
+        body, _, _ = text.partition("\n\n")
+        name = note.split_note(text)[1][0].name
+        return note.sign(body + "\n", name, Ed25519PrivateKey.generate())
 
 
 @pytest.fixture
@@ -151,3 +158,19 @@ async def test_a_lying_hub_is_caught_and_an_honest_one_is_not(
     state = json.loads((node_home / "feed.json").read_text())
     assert state["log_key"] == pinned and state["ranges"]["mesh"]["size"] == 4
     assert base64.b64decode(state["ranges"]["mesh"]["hashes"][0])
+
+    # audit: consistent, held decisions proven, cosigned; then a second node sees it.
+    done = await cli(NODE_BIN, ["audit"], env)
+    assert done.code == 0, done
+    [line] = [x for x in done.lines() if x.startswith("mesh:")]
+    assert "no cosigned checkpoint yet" in line and "4 held decision(s) proven" in line
+    assert line.endswith("cosigned")
+    done = await cli(NODE_BIN, ["pull"], client_env(source_home))
+    assert done.code == 0, done
+    done = await cli(NODE_BIN, ["audit"], client_env(source_home))
+    assert done.code == 0, done
+    assert "checkpoint 1 other node(s) cosigned at size 4" in done.out
+    # A hub that answers the audit with a checkpoint by another key is caught.
+    lying.mode = "swap"
+    done = await cli(NODE_BIN, ["audit"], env)
+    assert "not signed by the pinned log key" in assert_one_sentence(done, "honeymesh-node")

@@ -6,6 +6,7 @@ import argparse
 
 from ... import export
 from ..common import Parser
+from .commands.audit import cmd_audit
 from .commands.feed import cmd_pull
 from .commands.identity import cmd_enroll, cmd_keygen
 from .commands.info import cmd_status, cmd_verify
@@ -24,6 +25,7 @@ examples:
   honeymesh-node pull --format nft --output /etc/nftables.d/honeymesh.nft
   honeymesh-node watch --format ipset --output /run/hm.ipset --exec 'ipset restore -f /run/hm.ipset'
   honeymesh-node verify 6f1c2d8e-...   (a decision id from pull --format json)
+  honeymesh-node audit
   honeymesh-node status
 
 environment:
@@ -164,6 +166,21 @@ def build_parser() -> Parser:
     )
     p.add_argument("decision_id", metavar="DECISION_ID")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "audit",
+        help="check the hub's transparency logs end to end, then cosign them",
+        description=(
+            "For each log this node follows: the hub's latest checkpoint extends the tree"
+            " the node verified, the checkpoint other nodes cosigned is consistent with"
+            " it, and held decisions are in it; then the node cosigns. A mismatch is one"
+            " sentence and a non-zero exit."
+        ),
+        epilog="example:\n  honeymesh-node audit",
+    )
+    p.add_argument("--sample", type=int, default=64, help="held decisions to prove (default 64)")
+    p.add_argument("--no-cosign", action="store_true", help="check only; do not cosign")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
         "status",

@@ -13,8 +13,10 @@ import os
 import random
 import signal
 import subprocess
+import time
 from typing import Any
 
+from ...audit import audit
 from ...errors import ClientError, HubError, HubUnreachable
 from ...feedstate import FeedState, SyncResult, sync
 from ...hub import HubClient, RetryPolicy
@@ -23,6 +25,7 @@ from .home import PROG, Home, home_of, hub_client, note
 from .output import render, write_output
 
 WATCH_WAIT = 55  # seconds a long-poll waits (the hub allows up to 60)
+COSIGN_EVERY = 600.0  # seconds between audits and cosignatures (PROTOCOL.md 12 r2)
 WATCH_BACKOFF = RetryPolicy(base_delay=0.5, max_delay=30.0)  # between failed long-polls
 
 
@@ -66,8 +69,10 @@ async def cmd_watch(args: Any) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     state = FeedState.load(home.feed_path)
+    node_id = str(home.enrollment()["node_id"])
     first = True
     failures = 0
+    audited = -COSIGN_EVERY
     async with hub_client(home, attempts=2, max_delay=10.0) as client:
         while not stop.is_set():
             try:
@@ -92,4 +97,10 @@ async def cmd_watch(args: Any) -> int:
                 if args.exec:
                     await asyncio.to_thread(_run_exec, args.exec, args.output)
             first = False
+            if state.ranges and time.monotonic() - audited >= COSIGN_EVERY:
+                audited = time.monotonic()
+                try:
+                    await audit(client, state, node_id, home.key(), sample=8)
+                except (HubUnreachable, HubError) as exc:  # the next audit tries again
+                    note(f"{PROG}: could not audit and cosign the log now: {exc}.")
     return 0

@@ -71,3 +71,26 @@ async def test_stats_show_the_daily_automation_caps_as_spent(hub: Hub) -> None:
     assert own["approvals_24h"] == {"review": 0, "auto": 0, "trusted": 0}  # mesh ones
     assert own["auto_approval_caps"] == [{"tenant_id": tb, "used": 1, "limit": 200}]
     assert [c["node_id"] for c in own["trusted_approval_caps"]] == [trusted.node_id]
+
+
+async def test_stats_show_the_scopes_log_and_its_cosigners(hub: Hub) -> None:
+    from honeymesh_client.protocol import note
+    from tests.support import approve, sequenced, trusted
+
+    source = await trusted(hub)
+    await approve(source, "203.0.113.60")
+    await approve(source, "203.0.113.61")
+    await sequenced(hub)
+    token = await hub.reviewer_token()
+    log = (await hub.call("GET", "/v1/review/stats", token=token)).body["transparency"]
+    assert log == {"log": "mesh", "size": 2, "cosigned_size": None, "cosigners": []}
+    checkpoint = (await source.request("GET", "/v1/transparency/mesh/checkpoint")).raw.decode()
+    text = checkpoint.partition("\n\n")[0] + "\n"
+    name = f"node-{source.node_id}"
+    line = note.signature_line(name, source.key.public_raw, source.key.sign(text.encode()))
+    reply = await source.request(
+        "POST", "/v1/transparency/mesh/cosignatures", {"checkpoint": text, "signature": line}
+    )
+    assert reply.status == 201, reply.body
+    log = (await hub.call("GET", "/v1/review/stats", token=token)).body["transparency"]
+    assert log == {"log": "mesh", "size": 2, "cosigned_size": 2, "cosigners": [name]}

@@ -123,6 +123,12 @@ async function refreshStatus() {
   $("st-approvals").textContent = a.review + a.auto + a.trusted;
   $("st-by-origin").textContent = `review ${a.review}, auto ${a.auto}, trusted ${a.trusted}`;
   $("st-deferred").textContent = s.deferred_by_caps_24h;
+  const t = s.transparency;
+  $("st-log-size").textContent = t.size;
+  $("st-log-name").textContent = t.log;
+  $("st-cosigners").textContent = t.cosigned_size === null
+    ? "not cosigned yet"
+    : `cosigned at ${t.cosigned_size} by ${t.cosigners.length}: ${t.cosigners.join(", ")}`;
   const caps = [
     ...s.auto_approval_caps.map((c) => ["auto, tenant", c.tenant_id, c.used, c.limit]),
     ...s.trusted_approval_caps.map((c) => ["trusted, node", c.node_id, c.used, c.limit]),

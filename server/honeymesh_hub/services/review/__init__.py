@@ -44,6 +44,8 @@ from typing import Any
 
 import asyncpg
 
+from honeymesh_client.protocol.tlogleaf import log_of_scope
+
 from ...addresses import is_broad
 from ...clock import rfc3339
 from ...entitlements import effective_limits
@@ -55,7 +57,7 @@ from ...store import allowlist as allowlist_store
 from ...store import audit
 from ...store import review as review_store
 from ...store.review import QueueQuery
-from .. import decisions
+from .. import decisions, tlog
 from .after import REPORTERS_MAX, decode_after, encode_after
 from .rules import (
     BROAD_APPROVALS,
@@ -302,9 +304,12 @@ async def stats(
     cap (auto approvals per tenant, trusted approvals per trusted node) is spent, read
     from the very windows publishing charges, all in this reviewer's scope."""
     since = now - timedelta(days=1)
+    log = log_of_scope(reviewer.scope_key)
     async with pool.acquire() as conn:
         found = await review_store.stats(conn, reviewer.scope_key, since)
         tenants, nodes = await review_store.cap_subjects(conn, reviewer.scope_key, since)
+        log_size = (await tlog.sizes(conn, [log])).get(log, 0)
+        cosigned_size, lines = await tlog.latest_cosigned(conn, log, 16)
     states = {s: 0 for s in STATES}
     states.update(found["states"])
     auto_caps = []
@@ -337,4 +342,17 @@ async def stats(
         "deferred_by_caps_24h": found["deferred"],
         "auto_approval_caps": auto_caps,
         "trusted_approval_caps": trusted_caps,
+        # The scope's transparency log (PROTOCOL.md 15 r2): its size, and who cosigned
+        # its latest cosigned checkpoint (signed-note key names, node-<node_id>).
+        "transparency": {
+            "log": log,
+            "size": log_size,
+            "cosigned_size": cosigned_size,
+            "cosigners": sorted(_signer(line) for line in lines),
+        },
     }
+
+
+def _signer(line: str) -> str:
+    """The key name of a signed-note signature line (`— name base64`)."""
+    return line.removeprefix("\u2014 ").split(" ", 1)[0]

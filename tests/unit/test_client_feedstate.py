@@ -1,5 +1,6 @@
 """Feed state: pages applied as PROTOCOL.md section 8 says, saved atomically,
-resumed from the cursor, restarted from a snapshot after 410."""
+resumed from the cursor, restarted from a snapshot after 410; each page checked
+against a transparency log first (the fake hub keeps a real one)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,57 @@ import pytest
 from honeymesh_client.errors import HubError
 from honeymesh_client.feedstate import FeedState, atomic_write, sync
 from honeymesh_client.hub import HubClient
+from honeymesh_client.protocol import merkle
+from honeymesh_client.protocol.tlogleaf import leaf_bytes
+from honeymesh_hub.tlog import LogKey
+
+KEY = LogKey.from_seed("hub.test", b"\x01" * 32)
+
+
+class FakeLog:
+    """The fake hub's mesh log: scripted pages get their leaves and checkpoints here,
+    a snapshot's pages all the checkpoint at its end."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+
+    def checkpoint(self) -> str:
+        return KEY.checkpoint("mesh", len(self.hashes), merkle.root(self.hashes))
+
+    def stamp(self, script: list[dict[str, Any] | Exception]) -> None:
+        group: list[dict[str, Any]] = []
+        for item in script:
+            if isinstance(item, Exception):
+                continue
+            for kind in ("added", "removed"):
+                stamped = []
+                for event in item[kind]:
+                    event = {**event, "time": "2026-12-07T00:00:00.000000Z"}
+                    event["leaf"] = {"log": "mesh", "index": len(self.hashes)}
+                    self.hashes.append(merkle.leaf_hash(leaf_bytes(event, kind)))
+                    stamped.append(event)
+                item[kind] = stamped
+            if item["reset"] or group:
+                group.append(item)
+                if not item["more"]:
+                    for member in group:
+                        member["checkpoints"] = {"mesh": self.checkpoint()}
+                    group = []
+            else:
+                item["checkpoints"] = (
+                    {"mesh": self.checkpoint()} if item["added"] or item["removed"] else {}
+                )
+
+    def stored(self, size: int) -> dict[merkle.Node, bytes]:
+        nodes: dict[merkle.Node, bytes] = {}
+        level = 0
+        while (1 << level) <= size:
+            for index in range(size >> level):
+                nodes[(level, index)] = merkle.root(
+                    self.hashes[index << level : (index + 1) << level]
+                )
+            level += 1
+        return nodes
 
 
 def entry(n: int, expires: str = "2999-01-01T00:00:00Z") -> dict[str, Any]:
@@ -44,9 +96,23 @@ def page(
 class FakeFeed:
     """Serves scripted pages; an exception in the script is raised instead."""
 
-    def __init__(self, script: list[dict[str, Any] | Exception]) -> None:
+    def __init__(
+        self, script: list[dict[str, Any] | Exception], log: FakeLog | None = None
+    ) -> None:
+        self.log = log or FakeLog()
+        self.log.stamp(script)
         self.script = script
         self.cursors: list[str | None] = []
+
+    async def transparency_logs(self) -> list[dict[str, Any]]:
+        return [{"log": "mesh", "verifier_key": KEY.verifier_key}]
+
+    async def log_frontier(self, log: str, size: int) -> list[bytes]:
+        stored = self.log.stored(size)
+        return [stored[node] for node in merkle.frontier(size)]
+
+    async def log_consistency(self, log: str, first: int, second: int) -> list[bytes]:
+        return merkle.consistency_proof(first, second, self.log.stored(second))
 
     async def feed(self, cursor: str | None, *, limit: int = 1000, wait: int = 0) -> dict[str, Any]:
         self.cursors.append(cursor)
@@ -111,12 +177,30 @@ async def test_sync_follows_pages_and_resumes_from_the_saved_cursor(tmp_path: Pa
     state = FeedState()
     result = await sync(cast(HubClient, fake), state, path, clock=lambda: 1.0)
     assert result.changed and result.pages == 2 and fake.cursors == [None, "s1"]
+    assert state.log_key == KEY.verifier_key and state.ranges["mesh"].size == 2
     # A restart: the saved state, then a delta from its cursor.
     restarted = FeedState.load(path)
-    fake = FakeFeed([page("d2", [entry(3)], [1])])
+    assert restarted.ranges["mesh"].size == 2
+    fake = FakeFeed([page("d2", [entry(3)], [1])], fake.log)
     result = await sync(cast(HubClient, fake), restarted, path, clock=lambda: 2.0)
     assert fake.cursors == ["d1"]
     assert set(FeedState.load(path).active) == {"id-2", "id-3"}
+    assert FeedState.load(path).ranges["mesh"].size == 4
+
+
+async def test_a_page_that_does_not_match_the_log_changes_nothing(tmp_path: Path) -> None:
+    from honeymesh_client.logcheck import LogMismatch
+
+    path = tmp_path / "feed.json"
+    fake = FakeFeed([page("s1", [entry(1)], reset=True), page("d1", [entry(2)])])
+    fake.script[1]["added"][0]["scope"] = "tenant"  # altered after it was logged
+    state = FeedState()
+    await sync(cast(HubClient, fake), state, path)
+    with pytest.raises(LogMismatch, match="does not match at size 2"):
+        await sync(cast(HubClient, fake), state, path)
+    saved = FeedState.load(path)
+    assert saved.cursor == "s1" and set(saved.active) == {"id-1"}
+    assert saved.ranges["mesh"].size == 1
 
 
 async def test_410_starts_again_from_a_snapshot(tmp_path: Path) -> None:
@@ -128,6 +212,7 @@ async def test_410_starts_again_from_a_snapshot(tmp_path: Path) -> None:
             page("s1", [entry(1), entry(2)], reset=True),
         ]
     )
+    state.log_key = KEY.verifier_key
     result = await sync(cast(HubClient, fake), state, path)
     assert fake.cursors == ["old", None]
     assert result.restarted and "no longer has" in result.restarted

@@ -38,7 +38,6 @@ from bench.publish import (
     wait_ready,
     with_services,
 )
-from bench.taxii import _sequenced
 
 CONCURRENCY = 32
 STREAM = "/crowdsec/v1/decisions/stream"
@@ -142,7 +141,6 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
                         raise RuntimeError(f"reader key: {resp.status} {await resp.text()}")
                     keys.append((await resp.json())["key"])
             await insert_decisions(dsn, 0, args.decisions)
-            await _sequenced(dsn, 300)
             alone = []
             for _ in range(args.runs):
                 alone.append(await startup(http, hub.base, hub.proc.pid, keys[:1], args.decisions))

@@ -101,11 +101,38 @@ FROM c
 
 
 async def insert_decisions(dsn: str, start: int, count: int) -> None:
+    """Approved decisions with their feed events, straight into the database; returns
+    once the running hub's sequencer has sequenced and logged them (the feed and the
+    readers serve sequenced events only), so no measurement includes that."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(_INSERT_SQL, start, count)
         await conn.execute("ANALYZE candidates")
         await conn.execute("ANALYZE feed_log")
+    finally:
+        await conn.close()
+    await sequenced(dsn, 600)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ANALYZE sequenced")
+    finally:
+        await conn.close()
+
+
+async def sequenced(dsn: str, seconds: float) -> None:
+    """Until every feed event is sequenced, or RuntimeError after `seconds`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            left = await conn.fetchval(
+                "SELECT count(*) FROM feed_log WHERE (xid, seq) >"
+                " (SELECT xid, seq FROM sequencer_state)"
+            )
+            if left == 0:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the sequencer did not catch up")
     finally:
         await conn.close()
 

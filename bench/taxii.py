@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
 from bench.feed import insert_decisions, setup
 from bench.publish import create_admin_token, hub_env, start_hub, wait_ready, with_services
@@ -33,23 +32,6 @@ from bench.publish import create_admin_token, hub_env, start_hub, wait_ready, wi
 TAXII = "application/taxii+json;version=2.1"
 CONCURRENCY = 32
 TARGETS = {"page": "< 8.1 s (OpenTAXII)", "polls": "> 245/s (OpenTAXII)"}
-
-
-async def _sequenced(dsn: str, seconds: float) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            left = await conn.fetchval(
-                "SELECT count(*) FROM feed_log WHERE (xid, seq) >"
-                " (SELECT xid, seq FROM sequencer_state)"
-            )
-            if left == 0:
-                return
-            await asyncio.sleep(0.2)
-        raise RuntimeError("the sequencer did not catch up")
-    finally:
-        await conn.close()
 
 
 async def page_all(
@@ -112,7 +94,6 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
             ) as resp:
                 key = (await resp.json())["key"]
             await insert_decisions(dsn, 0, args.objects)
-            await _sequenced(dsn, 300)
             headers = {"Authorization": f"Token {key}", "Accept": TAXII}
             async with http.get(
                 f"{hub.base}/taxii2/honeymesh/collections/", headers=headers

@@ -1,7 +1,10 @@
 """One LISTEN connection per process wakes the feed's waiting requests.
 
 A transaction that writes feed events runs `pg_notify('honeymesh_feed', scopes)`;
-PostgreSQL delivers it at commit to every replica's listener. Waiters register a
+PostgreSQL delivers it at commit to every replica's listener, where it wakes the
+sequencer (`news`). The feed serves sequenced events only, so waiting requests are
+woken by the sequencer's own commit, `pg_notify('honeymesh_sequenced', scopes)`
+(store/sequencer.py): then what they wait for is there to read. Waiters register a
 future under each scope they may see; a notification resolves the futures of its
 scopes only, so a waiting node costs one future and no database polling. A payload
 too long for PostgreSQL (8000 bytes) is sent as `WAKE_ALL` instead: every waiter looks.
@@ -20,6 +23,7 @@ import asyncpg
 log = logging.getLogger("honeymesh.notify")
 
 CHANNEL = "honeymesh_feed"
+SEQUENCED = "honeymesh_sequenced"
 WAKE_ALL = "*"  # the payload of a change to too many scopes to list (store/signals.py)
 _RECONNECT_SECONDS = 1.0
 
@@ -107,8 +111,10 @@ class FeedNotifier:
                 await asyncio.wait_for(self._news.wait(), seconds)
         self._news.clear()
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_feed(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._news.set()
+
+    def _on_sequenced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == WAKE_ALL:
             self.wake_all()
         else:
@@ -119,7 +125,8 @@ class FeedNotifier:
             try:
                 conn = await asyncpg.connect(self._dsn)
                 try:
-                    await conn.add_listener(CHANNEL, self._on_notify)
+                    await conn.add_listener(CHANNEL, self._on_feed)
+                    await conn.add_listener(SEQUENCED, self._on_sequenced)
                     self.connected.set()
                     # Anything committed while we were away: let every waiter look.
                     self.wake_all()

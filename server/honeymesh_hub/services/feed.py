@@ -200,11 +200,11 @@ class FeedPage:
 async def _fresh_head(ctx: FeedContext, scopes: Sequence[str]) -> tuple[int, int]:
     """The sequencer's position, once what waits beyond it was sequenced."""
     async with ctx.pool.acquire() as conn:
-        head, pending = await feed_store.head(conn, scopes)
+        head, pending = await feed_store.head(conn)
     if pending:
         await ctx.catch_up()
         async with ctx.pool.acquire() as conn:
-            head, _ = await feed_store.head(conn, scopes)
+            head, _ = await feed_store.head(conn)
     return head
 
 
@@ -286,12 +286,14 @@ async def _check_retained(conn: Any, xid: int, seq: int) -> None:
 
 
 async def _delta_page(
-    ctx: FeedContext, caller: NodeCaller, position: Position, limit: int
+    ctx: FeedContext, caller: NodeCaller, position: Position, limit: int, catch_up: bool
 ) -> tuple[FeedPage | None, bool]:
-    """A page of changes, or None when nothing is new (and whether news is pending)."""
+    """A page of changes, or None when nothing is new (and whether news is pending).
+    `catch_up`: sequence what waits first (a request that will not wait for the
+    sequencer's notification)."""
     scopes = scopes_of(caller)
     read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
-    if read[1] and len(read[2]) <= limit:
+    if catch_up and read[1] and len(read[2]) <= limit:
         # Feed events wait beyond the sequencer's position: sequence them first.
         await ctx.catch_up()
         read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
@@ -357,7 +359,7 @@ async def read(
     deadline = time.monotonic() + wait
     scopes = scopes_of(caller)
     while True:
-        page, pending = await _delta_page(ctx, caller, position, limit)
+        page, pending = await _delta_page(ctx, caller, position, limit, wait == 0)
         if page is not None:
             return page
         remaining = deadline - time.monotonic()

@@ -21,7 +21,11 @@ from uuid import UUID
 # same snapshot. So a delta that ends at that position has served every event before
 # it, and nothing can later appear before it: the no-skip argument above, moved from
 # xmin to the sequencer's position, which is below xmin. `pending`: feed events wait
-# beyond the position (the caller has them sequenced now, services/feed.py).
+# beyond the position, in any scope (the caller has them sequenced now,
+# services/feed.py): the log's newest event, one backward index step. Filtered by the
+# caller's scopes, PostgreSQL plans it as a backward scan of the whole log whenever
+# they have no such event, which is nearly always; another scope's pending events
+# only make a read look again, until the next round.
 _DELTA_SQL = """
 WITH h AS (SELECT xid, seq FROM sequencer_state WHERE id = 1),
 e AS (
@@ -33,8 +37,8 @@ e AS (
     LIMIT $4
 )
 SELECT h.xid::text AS head_xid, h.seq AS head_seq,
-       EXISTS (SELECT 1 FROM feed_log p
-               WHERE (p.xid, p.seq) > (h.xid, h.seq) AND p.scope_key = any($3::text[]))
+       coalesce((SELECT (p.xid, p.seq) FROM feed_log p ORDER BY p.xid DESC, p.seq DESC
+                 LIMIT 1) > (h.xid, h.seq), false)
            OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending,
        e.xid::text AS xid, e.seq, e.candidate_id, e.kind, e.scope_key, e.log_index, e.leaf
 FROM h LEFT JOIN e ON true
@@ -63,18 +67,17 @@ async def watermark(conn: Any) -> tuple[int, int]:
     return int(row["xid"]), int(row["compacted_seq"])
 
 
-async def head(conn: Any, scopes: Sequence[str]) -> tuple[tuple[int, int], bool]:
-    """The sequencer's position, and whether feed events visible in `scopes` wait
-    beyond it (or rows wait for their leaves)."""
+async def head(conn: Any) -> tuple[tuple[int, int], bool]:
+    """The sequencer's position, and whether feed events wait beyond it, in any scope
+    (or rows wait for their leaves); _DELTA_SQL says why any."""
     row = await conn.fetchrow(
         """
         SELECT h.xid::text AS xid, h.seq,
-               EXISTS (SELECT 1 FROM feed_log p
-                       WHERE (p.xid, p.seq) > (h.xid, h.seq) AND p.scope_key = any($1::text[]))
+               coalesce((SELECT (p.xid, p.seq) FROM feed_log p
+                         ORDER BY p.xid DESC, p.seq DESC LIMIT 1) > (h.xid, h.seq), false)
                    OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending
         FROM sequencer_state h WHERE h.id = 1
-        """,
-        list(scopes),
+        """
     )
     return (int(row["xid"]), int(row["seq"])), bool(row["pending"])
 

@@ -111,6 +111,12 @@ async def append(conn: Any, rows: Sequence[tuple[Any, ...]], state: tuple[Any, .
         " WHERE id = 1",
         *state,
     )
+    # Delivered at commit to every replica's listener (notify.py): the feed's waiters
+    # of these scopes wake when their events can be read. Past 7000 bytes, '*'.
+    scopes = ",".join(sorted({row[5] for row in rows}))
+    await conn.execute(
+        "SELECT pg_notify('honeymesh_sequenced', $1)", scopes if len(scopes) <= 7000 else "*"
+    )
 
 
 async def position(conn: Any) -> tuple[int, int]:

@@ -27,9 +27,9 @@ def test_concurrent_misses_share_one_read_and_old_reads_do_not_serve() -> None:
             await asyncio.sleep(0.01)
             return _page(3, 10 + reads)
 
-        got = await asyncio.gather(*(pages.get(("k",), 5, make) for _ in range(30)))
+        got = await asyncio.gather(*(pages.get_after(("k",), 5, make) for _ in range(30)))
         assert reads == 1 and all(g is got[0] for g in got)
-        assert (await pages.get(("k",), 50, make)) is not got[0] and reads == 2
+        assert (await pages.get_after(("k",), 50, make)) is not got[0] and reads == 2
 
     asyncio.run(main())
 
@@ -39,7 +39,7 @@ def test_the_byte_bound_holds() -> None:
         pages = StartupPages(max_bytes=10_000)
         for i in range(50):
             page = _page(100, 1)
-            await pages.get((i,), 0, lambda p=page: asyncio.sleep(0, p))
+            await pages.get_after((i,), 0, lambda p=page: asyncio.sleep(0, p))
             await pages.deflated(page)
             assert pages.bytes <= pages.max_bytes
         assert 0 < len(pages._entries) < 50

@@ -102,7 +102,7 @@ class Stream:
         after: int | None = None
         while True:
             key = _page_key(scopes, self.filters, after, second)
-            page = await self.pages.get(
+            page = await self.pages.get_after(
                 key, self.xid, functools.partial(self._read_page, scopes, second, after)
             )
             yield page

@@ -27,10 +27,11 @@ import asyncio
 import json
 import struct
 import zlib
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
+
+from .renderings import Renderings
 
 # Deflate level for the shared part, made once per page and process: on these pages
 # level 1 takes half the time of 6 for 10 % more bytes.
@@ -111,23 +112,14 @@ def deflate(shared: bytes) -> Deflated:
     return Deflated(data, zlib.crc32(shared))
 
 
-class SnapshotCache:
-    """Renderings by key, least recently used first out, bounded by their bytes
-    (identity and deflated together). Concurrent misses of one key share one read;
-    a rendering larger than the whole bound is served but not kept."""
+class SnapshotCache(Renderings[SnapshotKey, Rendering]):
+    """Snapshot pages by key (services/renderings.py), identity and deflated bytes
+    counted together; and the newest first page's position per (scopes, limit)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._entries: OrderedDict[SnapshotKey, Rendering] = OrderedDict()
-        self._inflight: dict[SnapshotKey, asyncio.Task[Rendering]] = {}
+        super().__init__(max_bytes)
         # (scopes, limit) -> the newest first page's position, insertion-ordered
         self._first: dict[tuple[tuple[str, ...], int], tuple[int, int]] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     @staticmethod
     def key(
@@ -139,59 +131,18 @@ class SnapshotCache:
     ) -> SnapshotKey:
         return (tuple(sorted(scopes)), position, after, limit, reset)
 
-    async def get(self, key: SnapshotKey, make: Callable[[], Awaitable[Rendering]]) -> Rendering:
-        """The rendering of `key` (a page as of its position never changes); `make`
-        reads it when none is kept or being read."""
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return found
-        task = self._inflight.get(key)
-        if task is not None:
-            self.hits += 1
-            # Shielded: a requester that goes away does not cancel the others' read.
-            return await asyncio.shield(task)
-        self.misses += 1
-        task = asyncio.ensure_future(make())
-        self._inflight[key] = task
-        task.add_done_callback(lambda t: self._settle(key, t))
-        return await asyncio.shield(task)
-
     def newest_first(self, scopes: Sequence[str], limit: int) -> tuple[int, int] | None:
         """The position of the newest first page of these scopes and limit."""
         return self._first.get((tuple(sorted(scopes)), limit))
 
-    def _settle(self, key: SnapshotKey, task: asyncio.Task[Rendering]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if task.cancelled() or task.exception() is not None:
-            return
+    def _made(self, key: SnapshotKey, rendering: Rendering) -> None:
         if key[4]:
             first = (key[0], key[3])
             if first not in self._first or self._first[first] < key[1]:
                 self._first[first] = key[1]
                 while len(self._first) > _MAX_FIRSTS:
                     del self._first[next(iter(self._first))]
-        self._put(key, task.result())
-
-    def _put(self, key: SnapshotKey, rendering: Rendering) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            old.kept = False
-            self.bytes -= old.size
-        if rendering.size > self.max_bytes:
-            return
-        self._entries[key] = rendering
-        rendering.kept = True
-        self.bytes += rendering.size
-        self._trim()
-
-    def _trim(self) -> None:
-        while self.bytes > self.max_bytes and self._entries:
-            _, gone = self._entries.popitem(last=False)
-            gone.kept = False
-            self.bytes -= gone.size
+        self._put(key, rendering)
 
     async def deflate(self, rendering: Rendering) -> Deflated:
         """The rendering's deflated shared part, made once (in a thread: zlib lets go
@@ -206,7 +157,5 @@ class SnapshotCache:
         if rendering.deflated is None:
             rendering.deflated = done
             rendering._deflating = None
-            if rendering.kept:
-                self.bytes += len(done.data)
-                self._trim()
+            self.grew(rendering, len(done.data))
         return done

@@ -15,17 +15,18 @@ deflated once with a sync flush; a stream writes one gzip member of a fixed head
 those blocks and its own small ones (brackets, separators, its deletions), a final
 empty block, and the CRC-32 and length it computed over what it wrote.
 
-Pages are kept in an LRU bounded by their bytes.
+Pages are kept in the shared bounded LRU (services/renderings.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .renderings import Renderings
 
 DEFAULT_MAX_BYTES = 48 * 1024 * 1024
 GZIP_HEAD = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -61,62 +62,23 @@ class Page:
         return len(self.body) + (len(self.deflated) if self.deflated else 0)
 
 
-class StartupPages:
+class StartupPages(Renderings[PageKey, Page]):
+    """Startup pages by key (services/renderings.py), usable by a stream whose
+    boundary is at most the xmin their read began at."""
+
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[PageKey, Page] = OrderedDict()
-        self._inflight: dict[PageKey, asyncio.Task[Page]] = {}
+        super().__init__(max_bytes)
 
-    async def get(self, key: PageKey, boundary: int, make: Callable[[], Awaitable[Page]]) -> Page:
+    async def get_after(
+        self, key: PageKey, boundary: int, make: Callable[[], Awaitable[Page]]
+    ) -> Page:
         """A page of `key` read once every transaction below `boundary` had ended."""
-        found = self._entries.get(key)
-        if found is not None and found.xmin >= boundary:
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return found
-        task = self._inflight.get(key)
-        if task is not None:
-            shared = await asyncio.shield(task)
-            if shared.xmin >= boundary:
-                self.hits += 1
-                return shared
-        self.misses += 1
-        task = asyncio.ensure_future(make())
-        self._inflight[key] = task
-        task.add_done_callback(lambda t: self._settle(key, t))
-        return await asyncio.shield(task)
+        return await self.get(key, make, lambda page: page.xmin >= boundary)
 
-    def peek(self, key: PageKey) -> Page | None:
-        return self._entries.get(key)
-
-    def _settle(self, key: PageKey, task: asyncio.Task[Page]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if task.cancelled() or task.exception() is not None:
-            return
-        page = task.result()
-        old = self._entries.get(key)
-        if old is not None and old.xmin > page.xmin:
-            return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            old.kept = False
-            self.bytes -= old.size
-        if page.size > self.max_bytes:
-            return
-        self._entries[key] = page
-        page.kept = True
-        self.bytes += page.size
-        self._trim()
-
-    def _trim(self) -> None:
-        while self.bytes > self.max_bytes and self._entries:
-            _, gone = self._entries.popitem(last=False)
-            gone.kept = False
-            self.bytes -= gone.size
+    def _made(self, key: PageKey, page: Page) -> None:
+        old = self.peek(key)
+        if old is None or old.xmin <= page.xmin:  # a newer read stays kept
+            self._put(key, page)
 
     async def deflated(self, page: Page) -> bytes:
         """The page's deflate blocks, made once (in a thread) whoever asks meanwhile."""
@@ -128,9 +90,7 @@ class StartupPages:
         if page.deflated is None:
             page.deflated = done
             page._deflating = None
-            if page.kept:
-                self.bytes += len(done)
-                self._trim()
+            self.grew(page, len(done))
         return done
 
 

@@ -52,6 +52,8 @@ from bench.publish import (
     hub_env,
     process_tree,
     start_hub,
+    start_py_spy,
+    summarize_profile,
     wait_ready,
     with_services,
 )
@@ -348,6 +350,7 @@ class FanOut:
     rss_waiting: float  # and with every one of them waiting
     fds: list[int]  # open fds of each worker with everyone waiting
     fd_limits: list[int]  # each worker's soft RLIMIT_NOFILE
+    sequenced: float  # seconds from the 202 to the sequencer's notification
 
 
 async def fan_out(
@@ -358,6 +361,7 @@ async def fan_out(
     publisher: BenchNode,
     count: int,
     worker_pids: list[int],
+    profile: Path | None = None,
 ) -> FanOut:
     nodes = await make_nodes(dsn, tenant_id, count)
     cursors = await head_cursors(dsn, nodes)
@@ -371,6 +375,14 @@ async def fan_out(
     fd_limits = [fd_soft_limit(pid) for pid in worker_pids]
 
     loop = asyncio.get_running_loop()
+    listener = await asyncpg.connect(dsn)
+    heard: asyncio.Future[float] = loop.create_future()
+
+    def on_sequenced(*_args: object) -> None:
+        if not heard.done():
+            heard.set_result(time.monotonic())
+
+    await listener.add_listener("honeymesh_sequenced", on_sequenced)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         answers = loop.run_in_executor(pool, waiter_process, base, requests, 60.0)
         deadline = time.monotonic() + 60
@@ -386,16 +398,29 @@ async def fan_out(
         await asyncio.sleep(0.5)  # let the workers settle before reading their memory
         rss_waiting = rss_mb(worker_pids)
         fds = [open_fds(pid) for pid in worker_pids]
+        spies = []
+        if profile is not None:
+            spies = start_py_spy(worker_pids, 3, profile, rate=1000)
+            await asyncio.sleep(1.0)  # py-spy attached
         async with http.post(f"{base}/v1/signals", data=body, headers=headers) as resp:
             accepted = time.monotonic()
             answer = json.loads(await resp.read())
         if resp.status != 202 or answer["results"][0].get("candidate_state") != "approved":
             raise RuntimeError(f"the approval did not happen: {resp.status} {answer}")
         arrived, errors = await answers
+    try:  # a hub without the notification (before the log) leaves it unknown
+        sequenced_at = await asyncio.wait_for(heard, 2)
+    except TimeoutError:
+        sequenced_at = float("nan")
+    await listener.close()
+    for spy in spies:
+        spy.wait()
+    if profile is not None:
+        print(summarize_profile(profile, top=30))
     if errors or len(arrived) != count:
         raise RuntimeError(f"{len(errors)} waiters failed, e.g. {errors[:3]}")
     delays = sorted(t - accepted for t in arrived)
-    return FanOut(delays, rss_idle, rss_waiting, fds, fd_limits)
+    return FanOut(delays, rss_idle, rss_waiting, fds, fd_limits, sequenced_at - accepted)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -453,7 +478,8 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
             reader, publisher, tenant_id = await setup(http, base, token)
 
             # 1,000 active, then 99,000 more: 100,000.
-            for start, added, active in ((0, 1000, 1000), (1000, 99_000, 100_000)):
+            sizes = ((0, 1000, 1000), (1000, 99_000, 100_000))
+            for start, added, active in sizes[: 0 if args.fanout_only else 2]:
                 await insert_decisions(dsn, start, added)
                 runs = [await pull_snapshot(http, base, reader) for _ in range(args.snapshots)]
                 snap = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
@@ -484,7 +510,9 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
                 )
 
             pids = hub.workers()
-            fan = await fan_out(http, base, dsn, tenant_id, publisher, args.waiters, pids)
+            fan = await fan_out(
+                http, base, dsn, tenant_id, publisher, args.waiters, pids, args.py_spy
+            )
             d = fan.delays
             rows.append(
                 (
@@ -502,7 +530,8 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
             )
             notes.append(
                 f"hub workers' open fds with everyone waiting: {fan.fds} "
-                f"(soft limit {fan.fd_limits}); first answer {ms(d[0])} ms after the 202"
+                f"(soft limit {fan.fd_limits}); after the 202: sequenced {ms(fan.sequenced)} ms, "
+                f"first answer {ms(d[0])} ms"
             )
     except Exception:
         failed = True
@@ -618,6 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="the hub's soft fd limit (default: the hard limit, as the client)",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, default=None, help="profile the workers' fan-out into DIR"
+    )
+    parser.add_argument(
+        "--fanout-only", action="store_true", help="only the long-poll fan-out, on an empty feed"
     )
     parser.add_argument(
         "--swarm", type=int, default=0, help="N nodes pull one 100,000 snapshot at once"

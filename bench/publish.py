@@ -483,7 +483,7 @@ async def count_signals(dsn: str) -> int:
 
 
 def start_py_spy(
-    pids: Sequence[int], seconds: float, outdir: Path
+    pids: Sequence[int], seconds: float, outdir: Path, rate: int = 100
 ) -> list[subprocess.Popen[bytes]]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
@@ -501,7 +501,7 @@ def start_py_spy(
                     "--duration",
                     str(max(1, int(seconds))),
                     "--rate",
-                    "100",
+                    str(rate),
                     "--format",
                     "raw",
                     "--output",

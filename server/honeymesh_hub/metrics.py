@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -32,6 +33,7 @@ class Metrics:
     redis_fallbacks: Counter = field(init=False)
     feed_waiters: Gauge = field(init=False)
     feed_events: Counter = field(init=False)
+    feed_served: dict[str, Any] = field(init=False)
     auto_decisions: Counter = field(init=False)
     candidates: Gauge = field(init=False)
     sweeper_lag: Gauge = field(init=False)
@@ -90,6 +92,8 @@ class Metrics:
         self.feed_events = Counter(
             "honeymesh_feed_events", "Feed entries served", ["kind"], registry=r
         )
+        # Bound once: `labels()` costs more than the increment on the feed's hot path.
+        self.feed_served = {k: self.feed_events.labels(k) for k in ("added", "removed", "snapshot")}
         self.auto_decisions = Counter(
             "honeymesh_auto_decisions",
             "Automatic decisions and deferrals by rule",

@@ -141,7 +141,7 @@ async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     metrics = request.app[state.METRICS]
     metrics.requests.labels(route_name, str(response.status)).inc()
     metrics.latency.labels(route_name).observe(elapsed)
-    if response.status >= 500 or elapsed > SLOW_SECONDS:
+    if response.status >= 500 or elapsed > SLOW_SECONDS + request.get(state.WAITS, 0.0):
         log.info(
             "request",
             extra={

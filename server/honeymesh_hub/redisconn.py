@@ -8,6 +8,7 @@ costs one timeout now and then instead of one per request. Callers fall back
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -21,6 +22,8 @@ from .metrics import Metrics
 log = logging.getLogger("honeymesh.redis")
 
 TIMEOUT_SECONDS = 0.5
+# Waiter ends sent in one pipeline at most (waiter_leave).
+_LEAVES_PER_PIPELINE = 1000
 
 _WAITERS_LUA = (resources.files("honeymesh_hub") / "lua" / "waiters.lua").read_text(
     encoding="utf-8"
@@ -54,6 +57,9 @@ class RedisGate:
         self._down_until = 0.0
         # key -> this process's waiters (member -> monotonic deadline); see waiter_enter.
         self._waiters: dict[str, dict[str, float]] = {}
+        # Waiter ends to send in the next pipeline: key, member, key, member, ...
+        self._leaving: list[str] = []
+        self._leave: asyncio.Future[None] | None = None
         self._waiter_script = (
             self.client.register_script(_WAITERS_LUA) if self.client is not None else None
         )
@@ -127,18 +133,40 @@ class RedisGate:
         return admitted
 
     async def waiter_leave(self, key: str, member: str) -> None:
-        """End a waiter; if Redis cannot hear it, the member expires at its deadline."""
+        """End a waiter; if Redis cannot hear it, the member expires at its deadline.
+
+        Ends are sent together: when an approval wakes a thousand waiters in one turn
+        of the loop, their ends go in one pipeline (one round trip, one connection)
+        instead of a thousand commands racing for connections. Each caller still
+        returns only once Redis has answered its end, so a node's next request never
+        counts a waiter that already answered."""
         mine = self._waiters.get(key, {})
         mine.pop(member, None)
         if not mine:
             self._waiters.pop(key, None)
-        if self.client is not None and self.usable:
-            try:
-                await self.client.zrem(self.prefix + key, member)
-            except (RedisError, OSError) as exc:
-                self.failed("waiters", exc)
-            else:
-                self.succeeded()
+        if self.client is None or not self.usable:
+            return
+        self._leaving.append(self.prefix + key)
+        self._leaving.append(member)
+        if self._leave is None:
+            self._leave = asyncio.ensure_future(self._send_leaves())
+        await asyncio.shield(self._leave)
+
+    async def _send_leaves(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's ends join
+        batch, self._leaving, self._leave = self._leaving, [], None
+        assert self.client is not None
+        try:
+            for i in range(0, len(batch), 2 * _LEAVES_PER_PIPELINE):
+                pipe = self.client.pipeline(transaction=False)
+                chunk = batch[i : i + 2 * _LEAVES_PER_PIPELINE]
+                for key, member in zip(chunk[::2], chunk[1::2], strict=True):
+                    pipe.zrem(key, member)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self.failed("waiters", exc)
+        else:
+            self.succeeded()
 
     async def close(self) -> None:
         if self.client is not None:

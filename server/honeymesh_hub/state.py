@@ -45,6 +45,8 @@ STARTUP_PAGES: web.AppKey[Any] = web.AppKey("startup_pages")
 SERVICES: web.AppKey[Services] = web.AppKey("services")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+# Seconds a request may wait by design (a long-poll's `wait`): not counted as slow.
+WAITS: web.RequestKey[float] = web.RequestKey("waits")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
 # Set once a request proves a known identity (an enrolled node's valid signature or a
 # valid bearer token): such a request is never refused by the failed-auth limit.

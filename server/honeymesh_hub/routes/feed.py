@@ -76,6 +76,7 @@ async def get_feed(request: web.Request) -> web.Response:
     if wait == 0:
         page = await feed.read(_context(app), caller, cursor, limit, 0)
         return await _page_response(request, page, headers)
+    request[state.WAITS] = float(wait)
     slots = app[state.REDIS]
     key = f"waiters:{caller.node_id}"
     member = uuid.uuid4().hex

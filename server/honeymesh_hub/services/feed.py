@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -46,7 +47,6 @@ _RECHECK_SECONDS = 0.25
 
 
 DeltaKey = tuple[int, int, tuple[str, ...], int]
-DeltaRead = tuple[tuple[int, int], bool, list[Any]]
 # How long a read waits for what it found waiting to be sequenced (another replica's
 # round, or a transaction still running) before it answers without it.
 _CATCH_UP_SECONDS = 0.2
@@ -81,58 +81,122 @@ class CatchUp:
 
 
 class Checkpoints:
-    """The hub's signed checkpoints, by (log, size), made once per process (LRU)."""
+    """The hub's signed checkpoints, by (log, size), made once per process (LRU).
+
+    Single-flight: when an approval wakes thousands of waiters, they all want the same
+    new checkpoint at once; the first makes it (one root read, one signature) and the
+    others await it. A request whose notes are all known takes no connection."""
 
     def __init__(self, key: LogKey, size: int = _CHECKPOINTS) -> None:
         self._key = key
         self._size = size
         self._notes: dict[tuple[str, int], str] = {}
+        self._making: dict[tuple[str, int], asyncio.Task[str]] = {}
 
-    async def notes(self, conn: Any, sizes: dict[str, int]) -> dict[str, str]:
+    async def notes(self, pool: Any, sizes: dict[str, int]) -> dict[str, str]:
         out: dict[str, str] = {}
         for log, size in sorted(sizes.items()):
-            found = self._notes.pop((log, size), None)
+            at = (log, size)
+            found = self._notes.pop(at, None)
             if found is None:
-                found = self._key.checkpoint(log, size, await tlog.root_at(conn, log, size))
-            self._notes[(log, size)] = found
+                task = self._making.get(at)
+                if task is None:
+                    task = asyncio.create_task(self._make(pool, log, size))
+                    self._making[at] = task
+                    task.add_done_callback(partial(self._made, at))
+                # Shielded: a requester that goes away does not cancel the others'.
+                found = await asyncio.shield(task)
+            self._notes[at] = found
             out[log] = found
         while len(self._notes) > self._size:
             del self._notes[next(iter(self._notes))]
         return out
 
+    def _made(self, at: tuple[str, int], _task: asyncio.Task[str]) -> None:
+        self._making.pop(at, None)
+
+    async def _make(self, pool: Any, log: str, size: int) -> str:
+        async with pool.acquire() as conn:
+            root = await tlog.root_at(conn, log, size)
+        return self._key.checkpoint(log, size, root)
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaShared:
+    """A delta page as every node at one position with the same scopes gets it, but
+    for the cursor (bound to each node): read, cut and rendered once."""
+
+    head: tuple[int, int]  # the sequencer's position the read ended at
+    pending: bool  # feed events wait beyond it
+    full: bool  # more events than the limit followed the position
+    shared: Rendering | None  # None: nothing new
+    end: tuple[int, int] = (0, 0)  # where the next page starts
+    added: int = 0
+    removed: int = 0
+
 
 class SharedReads:
-    """One delta query for all the requests of this process that ask the same thing.
+    """One delta read and rendering for all the requests of this process that ask the
+    same thing.
 
     When an approval wakes thousands of caught-up waiters, they all stand at the same
-    position with the same scopes: the first starts the query, the others await its
-    result instead of running their own. The answer is what any of them would have
-    read at that moment, so the no-skip argument of store/feed.py holds unchanged;
-    each request still encodes its own node's cursor.
+    position with the same scopes: the first starts the read, the others await its
+    page instead of reading and rendering their own. The page is what any of them
+    would have read at that moment, so the no-skip argument of store/feed.py holds
+    unchanged; each request still appends its own node's cursor.
     """
 
     def __init__(self) -> None:
-        self._inflight: dict[DeltaKey, asyncio.Task[DeltaRead]] = {}
+        self._inflight: dict[DeltaKey, asyncio.Task[DeltaShared]] = {}
 
     async def delta(
-        self, pool: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
-    ) -> DeltaRead:
+        self, ctx: FeedContext, xid: int, seq: int, scopes: Sequence[str], limit: int
+    ) -> DeltaShared:
         key = (xid, seq, tuple(scopes), limit)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(_read_delta(pool, xid, seq, scopes, limit))
+            task = asyncio.create_task(_shared_delta(ctx, xid, seq, scopes, limit))
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: a requester that goes away does not cancel the others' read.
         return await asyncio.shield(task)
 
 
-async def _read_delta(
-    pool: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
-) -> DeltaRead:
-    async with pool.acquire() as conn:
+async def _shared_delta(
+    ctx: FeedContext, xid: int, seq: int, scopes: Sequence[str], limit: int
+) -> DeltaShared:
+    async with ctx.pool.acquire() as conn:
         await _check_retained(conn, xid, seq)
-        return await feed_store.delta(conn, xid, seq, scopes, limit)
+        head, pending, rows = await feed_store.delta(conn, xid, seq, scopes, limit + 1)
+    full = len(rows) > limit
+    # A page ends before an id would come twice, so every event (every leaf of the
+    # node's logs) is served, and an id is in a page once (PROTOCOL.md 8, 15 r2).
+    taken: list[Any] = []
+    seen: set[UUID] = set()
+    cut = full
+    for row in rows[:limit]:
+        if row["leaf"] is None or row["candidate_id"] in seen:
+            cut = True
+            break
+        seen.add(row["candidate_id"])
+        taken.append(row)
+    if not taken:
+        return DeltaShared(head, pending or cut, full, None)
+    # A cut page ends at its last event; otherwise every visible sequenced event up to
+    # the sequencer's position has been served, so the next page starts there.
+    last = taken[-1]
+    end = (int(last["xid"]), last["seq"]) if cut else head
+    added: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    sizes: dict[str, int] = {}
+    for row in taken:
+        kind, event = _event(row)
+        (added if kind == "added" else removed).append(event)
+        log = event["leaf"]["log"]
+        sizes[log] = max(sizes.get(log, 0), row["log_index"] + 1)
+    notes = await ctx.checkpoints.notes(ctx.pool, sizes)
+    shared = render(0, None, json.dumps(added), cut, False, head, notes, json.dumps(removed))
+    return DeltaShared(head, pending, full, shared, end, len(added), len(removed))
 
 
 def _event(row: Any) -> tuple[str, dict[str, Any]]:
@@ -237,9 +301,9 @@ async def _snapshot_page(
             # Checkpoints as of the position cover every event of the snapshot; the
             # last page has them for every visible log (PROTOCOL.md 15 r2).
             sizes = await feed_store.log_sizes(conn, *at, scopes if not more else of)
-            notes = await ctx.checkpoints.notes(
-                conn, {log_of_scope(scope): size for scope, size in sizes.items()}
-            )
+        notes = await ctx.checkpoints.notes(
+            ctx.pool, {log_of_scope(scope): size for scope, size in sizes.items()}
+        )
         return render(count, last_id, added_json, more, reset, at, notes)
 
     shared = await ctx.snapshots.get(key, make)
@@ -250,7 +314,7 @@ async def _snapshot_page(
         if shared.more
         else _delta(at[0], at[1], caller)
     )
-    ctx.metrics.feed_events.labels("snapshot").inc(shared.count)
+    ctx.metrics.feed_served["snapshot"].inc(shared.count)
     cursor = encode(nxt, caller.node_id, ctx.mac_key)
     return FeedPage(cursor, shared.more, reset, "", [], shared)
 
@@ -264,7 +328,7 @@ _GZIP_INLINE_BYTES = 64 * 1024
 async def encoded(ctx: FeedContext, page: FeedPage, accepts_gzip: bool) -> tuple[bytes, bool]:
     """The page's body, gzipped when the client admits it and it is worth it; and
     whether it was. A snapshot page's shared part is compressed once per process."""
-    if accepts_gzip and page.shared is not None:
+    if accepts_gzip and page.shared is not None and len(page.shared.shared) >= GZIP_MIN_BYTES:
         await ctx.snapshots.deflate(page.shared)
         return page.shared.gzip(page.cursor), True
     body = page.body()
@@ -292,50 +356,20 @@ async def _delta_page(
     `catch_up`: sequence what waits first (a request that will not wait for the
     sequencer's notification)."""
     scopes = scopes_of(caller)
-    read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
-    if catch_up and read[1] and len(read[2]) <= limit:
+    at = (position.xid, position.seq)
+    page = await ctx.reads.delta(ctx, *at, scopes, limit)
+    if catch_up and page.pending and not page.full:
         # Feed events wait beyond the sequencer's position: sequence them first.
         await ctx.catch_up()
-        read = await ctx.reads.delta(ctx.pool, position.xid, position.seq, scopes, limit + 1)
-    head, pending, rows = read
-    # A page ends before an id would come twice, so every event (every leaf of the
-    # node's logs) is served, and an id is in a page once (PROTOCOL.md 8, 15 r2).
-    taken: list[Any] = []
-    seen: set[UUID] = set()
-    cut = len(rows) > limit
-    for row in rows[:limit]:
-        if row["leaf"] is None or row["candidate_id"] in seen:
-            cut = True
-            break
-        seen.add(row["candidate_id"])
-        taken.append(row)
-    if not taken:
-        return None, pending or cut
-    # A cut page ends at its last event; otherwise every visible sequenced event up to
-    # the sequencer's position has been served, so the next page starts there.
-    last = taken[-1]
-    nxt = _delta(int(last["xid"]), last["seq"], caller) if cut else _delta(*head, caller)
-    added: list[dict[str, Any]] = []
-    removed: list[dict[str, Any]] = []
-    sizes: dict[str, int] = {}
-    for row in taken:
-        kind, event = _event(row)
-        (added if kind == "added" else removed).append(event)
-        log = event["leaf"]["log"]
-        sizes[log] = max(sizes.get(log, 0), row["log_index"] + 1)
-    async with ctx.pool.acquire() as conn:
-        notes = await ctx.checkpoints.notes(conn, sizes)
-    ctx.metrics.feed_events.labels("added").inc(len(added))
-    ctx.metrics.feed_events.labels("removed").inc(len(removed))
-    page = FeedPage(
-        encode(nxt, caller.node_id, ctx.mac_key),
-        cut,
-        False,
-        json.dumps(added),
-        removed,
-        checkpoints=notes,
-    )
-    return page, pending
+        page = await ctx.reads.delta(ctx, *at, scopes, limit)
+    if page.shared is None:
+        return None, page.pending
+    if page.added:
+        ctx.metrics.feed_served["added"].inc(page.added)
+    if page.removed:
+        ctx.metrics.feed_served["removed"].inc(page.removed)
+    cursor = encode(_delta(*page.end, caller), caller.node_id, ctx.mac_key)
+    return FeedPage(cursor, page.shared.more, False, "", [], page.shared), page.pending
 
 
 async def read(

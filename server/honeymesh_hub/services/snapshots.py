@@ -97,11 +97,15 @@ def render(
     reset: bool,
     position: tuple[int, int],
     checkpoints: dict[str, str],
+    removed_json: str = "[]",
 ) -> Rendering:
+    """A page but for its cursor. A delta page is cut the same way, to be shared by the
+    waiters at one position (services/feed.py's SharedReads), and never cached."""
     head = json.dumps({"more": more, "reset": reset})[:-1]
     notes = json.dumps(checkpoints)
     shared = (
-        f'{head}, "added": {added_json}, "removed": [], "checkpoints": {notes}, "cursor": '
+        f'{head}, "added": {added_json}, "removed": {removed_json}, "checkpoints": {notes},'
+        ' "cursor": '
     ).encode()
     return Rendering(count, last_id, more, reset, shared, position)
 

@@ -8,6 +8,7 @@ The Merkle code (RFC 9162), the signed-note format (C2SP) and the leaf bytes (RF
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from honeymesh_client.protocol import note
 from honeymesh_client.protocol.tlogleaf import leaf_bytes, log_of_scope, time_text
 
-__all__ = ["LogKey", "feed_event", "leaf_of", "log_of_scope", "scope_of_log"]
+__all__ = ["LogKey", "feed_event", "leaf_of", "log_of_scope", "logged_event", "scope_of_log"]
 
 
 def scope_of_log(log: str) -> str | None:
@@ -46,6 +47,16 @@ def feed_event(
 
 def leaf_of(kind: str, entry: Mapping[str, Any], reason: str | None, time: datetime) -> bytes:
     return leaf_bytes(feed_event(kind, entry, reason, time), kind)
+
+
+def logged_event(
+    kind: str, entry: Mapping[str, Any], reason: str | None, time: datetime, log: str, index: int
+) -> tuple[bytes, str]:
+    """An event's leaf, and the event as the feed serves it (PROTOCOL.md 8 r2): the
+    leaf less `event`, with its `leaf` place, as compact JSON text."""
+    event = feed_event(kind, entry, reason, time)
+    served = json.dumps({**event, "leaf": {"log": log, "index": index}}, separators=(",", ":"))
+    return leaf_bytes(event, kind), served
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ already sequenced."""
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
 
+from honeymesh_client.protocol.tlogleaf import leaf_bytes, log_of_scope
 from honeymesh_hub import state
 from honeymesh_hub.services import sequencer
-from honeymesh_hub.store.db import connect
+from honeymesh_hub.store.db import connect, migrate
 from tests.support import Hub, approve, sequenced, trusted
 
 pytestmark = pytest.mark.asyncio
@@ -97,3 +99,33 @@ async def test_a_round_that_dies_leaves_nothing_and_the_next_one_redoes_it(hub: 
     await sequenced(hub)
     rows = await _rows(hub)
     assert [r["ord"] for r in rows] == [1]
+
+
+async def test_migration_0013_gives_rows_logged_before_it_their_served_events(hub: Hub) -> None:
+    """Rows sequenced and logged before migration 0013 get the served text the
+    sequencer makes now (the feed and snapshots read it instead of the leaf)."""
+    node = await trusted(hub)
+    first = await approve(node, "198.51.100.1")
+    await approve(node, "198.51.100.2")
+    reply = await hub.call("POST", "/v1/admin/allowlist", {"cidr": "198.51.100.1", "reason": "x"})
+    assert reply.status == 201
+    await sequenced(hub)
+    conn = await connect(hub.database_url)
+    try:
+        made = {
+            r["ord"]: json.loads(r["event"])
+            for r in await conn.fetch("SELECT ord, event FROM sequenced")
+        }
+        assert len(made) == 3 and made[3]["id"] == first and made[3]["reason"] == "retracted"
+        await conn.execute("ALTER TABLE sequenced DROP COLUMN event")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = '0013_served_events'")
+        assert await migrate(hub.database_url) == ["0013_served_events"]
+        rows = await conn.fetch("SELECT ord, leaf, event, scope_key, log_index FROM sequenced")
+    finally:
+        await conn.close()
+    for row in rows:
+        event = json.loads(row["event"])
+        assert event == made[row["ord"]]
+        leaf = {k: v for k, v in event.items() if k != "leaf"}
+        assert leaf_bytes(leaf, json.loads(bytes(row["leaf"]))["event"]) == bytes(row["leaf"])
+        assert event["leaf"] == {"log": log_of_scope(row["scope_key"]), "index": row["log_index"]}

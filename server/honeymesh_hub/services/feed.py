@@ -175,7 +175,7 @@ async def _shared_delta(
     seen: set[UUID] = set()
     cut = full
     for row in rows[:limit]:
-        if row["leaf"] is None or row["candidate_id"] in seen:
+        if row["event"] is None or row["candidate_id"] in seen:
             cut = True
             break
         seen.add(row["candidate_id"])
@@ -186,25 +186,19 @@ async def _shared_delta(
     # the sequencer's position has been served, so the next page starts there.
     last = taken[-1]
     end = (int(last["xid"]), last["seq"]) if cut else head
-    added: list[dict[str, Any]] = []
-    removed: list[dict[str, Any]] = []
+    # Each event is its served text, made once by the sequencer (services/tlog.py).
+    added: list[str] = []
+    removed: list[str] = []
     sizes: dict[str, int] = {}
     for row in taken:
-        kind, event = _event(row)
-        (added if kind == "added" else removed).append(event)
-        log = event["leaf"]["log"]
+        (added if row["kind"] == "added" else removed).append(row["event"])
+        log = log_of_scope(row["scope_key"])
         sizes[log] = max(sizes.get(log, 0), row["log_index"] + 1)
     notes = await ctx.checkpoints.notes(ctx.pool, sizes)
-    shared = render(0, None, json.dumps(added), cut, False, head, notes, json.dumps(removed))
+    shared = render(
+        0, None, f"[{','.join(added)}]", cut, False, head, notes, f"[{','.join(removed)}]"
+    )
     return DeltaShared(head, pending, full, shared, end, len(added), len(removed))
-
-
-def _event(row: Any) -> tuple[str, dict[str, Any]]:
-    """A sequenced row as the feed serves it: its leaf, less `event`, with `leaf`."""
-    event: dict[str, Any] = json.loads(bytes(row["leaf"]))
-    kind = event.pop("event")
-    event["leaf"] = {"log": log_of_scope(row["scope_key"]), "index": row["log_index"]}
-    return kind, event
 
 
 @dataclass(slots=True)

@@ -61,7 +61,7 @@ async def run_round(pool: Any, key: LogKey, *, batch: int = BATCH) -> tuple[int,
                 (r["scope_key"], r["kind"], r["entry"], r["reason"], r["time"]) for r in backlog
             ]
             placed = await tlog.append(conn, key, items, state["now"])
-            logged = [(r["ord"], i, leaf) for r, (i, leaf) in zip(backlog, placed, strict=True)]
+            logged = [(r["ord"], *where) for r, where in zip(backlog, placed, strict=True)]
             await tlog_store.set_logged(conn, logged)
             return len(backlog), True
         xid, seq = int(state["xid"]), state["seq"]

@@ -27,7 +27,7 @@ from honeymesh_client.protocol.tlogleaf import log_of_scope
 
 from ..store import tlog as store
 from ..store.tlog import add_cosignature, latest_cosigned, leaves, sizes
-from ..tlog import LogKey, leaf_of
+from ..tlog import LogKey, logged_event
 
 # The log's reads and writes for the routes, which reach the database only here.
 __all__ = [
@@ -48,9 +48,10 @@ Item = tuple[str, str, dict[str, Any], "str | None", datetime]
 
 async def append(
     conn: Any, key: LogKey, items: Sequence[Item], now: datetime
-) -> list[tuple[int, bytes]]:
+) -> list[tuple[int, bytes, str]]:
     """Append `items`, in order, to their scopes' logs in this transaction: each one's
-    (log index, leaf). The caller holds the sequencer's lock."""
+    (log index, leaf, the event as the feed serves it). The caller holds the
+    sequencer's lock."""
     if not items:
         return []
     logs = {log_of_scope(item[0]) for item in items}
@@ -58,11 +59,12 @@ async def append(
     wanted = [(log, node) for log in logs for node in merkle.frontier(size.get(log, 0))]
     stored = await store.nodes(conn, wanted)
     hashes: dict[str, list[bytes]] = defaultdict(list)
-    placed: list[tuple[int, bytes]] = []
+    placed: list[tuple[int, bytes, str]] = []
     for scope_key, kind, entry, reason, time in items:
         log = log_of_scope(scope_key)
-        leaf = leaf_of(kind, entry, reason, time)
-        placed.append((size.get(log, 0) + len(hashes[log]), leaf))
+        index = size.get(log, 0) + len(hashes[log])
+        leaf, served = logged_event(kind, entry, reason, time, log, index)
+        placed.append((index, leaf, served))
         hashes[log].append(merkle.leaf_hash(leaf))
     made: list[tuple[str, int, int, bytes]] = []
     heads: list[tuple[str, int, bytes, str]] = []

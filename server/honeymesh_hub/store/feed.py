@@ -29,7 +29,7 @@ from uuid import UUID
 _DELTA_SQL = """
 WITH h AS (SELECT xid, seq FROM sequencer_state WHERE id = 1),
 e AS (
-    SELECT q.xid, q.seq, q.candidate_id, q.kind, q.scope_key, q.log_index, q.leaf
+    SELECT q.xid, q.seq, q.candidate_id, q.kind, q.scope_key, q.log_index, q.event
     FROM sequenced q, h
     WHERE (q.xid, q.seq) > ($1::text::xid8, $2::bigint) AND (q.xid, q.seq) <= (h.xid, h.seq)
       AND q.scope_key = any($3::text[])
@@ -40,7 +40,7 @@ SELECT h.xid::text AS head_xid, h.seq AS head_seq,
        coalesce((SELECT (p.xid, p.seq) FROM feed_log p ORDER BY p.xid DESC, p.seq DESC
                  LIMIT 1) > (h.xid, h.seq), false)
            OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending,
-       e.xid::text AS xid, e.seq, e.candidate_id, e.kind, e.scope_key, e.log_index, e.leaf
+       e.xid::text AS xid, e.seq, e.candidate_id, e.kind, e.scope_key, e.log_index, e.event
 FROM h LEFT JOIN e ON true
 ORDER BY e.xid, e.seq
 """
@@ -112,14 +112,15 @@ async def log_sizes(conn: Any, xid: int, seq: int, scopes: Sequence[str]) -> dic
 
 
 # A snapshot page: the active set as of the sequenced position P = ($3, $4), each
-# decision as its last addition at or before P logged it (its leaf, less `event`, with
-# its `leaf` place), in candidate order; one row more than served answers `more`. An
-# addition is in the set as of P if it is the candidate's latest row, or if no row of
-# the candidate follows it up to P. Two texts, as the old snapshot had, so a generic
-# plan never turns `$5 IS NULL OR` into a scan of the pages before.
+# decision as its last addition at or before P logged it (its served text: the leaf
+# less `event`, with its `leaf` place, made by the sequencer), in candidate order; one
+# row more than served answers `more`. An addition is in the set as of P if it is the
+# candidate's latest row, or if no row of the candidate follows it up to P. Two texts,
+# as the old snapshot had, so a generic plan never turns `$5 IS NULL OR` into a scan of
+# the pages before.
 _SNAPSHOT_SQL = """
 WITH page AS (
-    SELECT s.candidate_id, s.scope_key, s.log_index, s.leaf,
+    SELECT s.candidate_id, s.scope_key, s.event,
            row_number() OVER (ORDER BY s.candidate_id) AS rn
     FROM sequenced s
     WHERE s.kind = 'added' AND s.scope_key = any($1::text[])
@@ -133,13 +134,8 @@ WITH page AS (
 )
 SELECT count(*) FILTER (WHERE rn <= $2) AS n,
        (array_agg(candidate_id ORDER BY candidate_id DESC) FILTER (WHERE rn <= $2))[1] AS last_id,
-       coalesce(json_agg((convert_from(leaf, 'UTF8')::jsonb - 'event')
-                         || jsonb_build_object('leaf', jsonb_build_object(
-                              'log', CASE WHEN scope_key = 'mesh' THEN 'mesh'
-                                          ELSE 'tenant:' || scope_key END,
-                              'index', log_index))
-                         ORDER BY candidate_id) FILTER (WHERE rn <= $2), '[]'::json)::text
-           AS added,
+       '[' || coalesce(string_agg(event, ',' ORDER BY candidate_id) FILTER (WHERE rn <= $2),
+                       '') || ']' AS added,
        array_agg(DISTINCT scope_key) FILTER (WHERE rn <= $2) AS scopes,
        count(*) > $2 AS more
 FROM page

@@ -80,8 +80,8 @@ async def previous(conn: Any, candidate_ids: Sequence[UUID]) -> dict[UUID, Previ
 
 async def append(conn: Any, rows: Sequence[tuple[Any, ...]], state: tuple[Any, ...]) -> None:
     """Insert sequenced rows (ord, date_added, xid, seq, candidate_id, scope_key, kind,
-    reason, entry, time, created, log_index, leaf), mark what they supersede, and move
-    the state."""
+    reason, entry, time, created, log_index, leaf, event), mark what they supersede,
+    and move the state."""
     columns = list(zip(*rows, strict=True))
     await conn.execute(
         """
@@ -89,18 +89,19 @@ async def append(conn: Any, rows: Sequence[tuple[Any, ...]], state: tuple[Any, .
             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[],
                                  $5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[],
                                  $10::timestamptz[], $11::timestamptz[], $12::bigint[],
-                                 $13::bytea[])
+                                 $13::bytea[], $14::text[])
                 AS n(ord, date_added, xid, seq, candidate_id, scope_key, kind, reason,
-                     entry, time, created, log_index, leaf)
+                     entry, time, created, log_index, leaf, event)
         ),
         old AS (
             UPDATE sequenced s SET latest = false
             WHERE s.latest AND s.candidate_id IN (SELECT candidate_id FROM new)
         )
         INSERT INTO sequenced (ord, date_added, xid, seq, candidate_id, scope_key, kind,
-                               reason, entry, time, created, log_index, leaf, latest)
+                               reason, entry, time, created, log_index, leaf, event,
+                               latest)
         SELECT ord, date_added, xid::xid8, seq, candidate_id, scope_key, kind, reason,
-               entry, time, created, log_index, leaf,
+               entry, time, created, log_index, leaf, event,
                ord = max(ord) OVER (PARTITION BY candidate_id)
         FROM new
         """,

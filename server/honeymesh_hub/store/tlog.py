@@ -83,11 +83,13 @@ async def unlogged(conn: Any, limit: int) -> list[Any]:
     return rows
 
 
-async def set_logged(conn: Any, logged: Sequence[tuple[int, int, bytes]]) -> None:
-    """Record (ord, log index, leaf) of rows logged after they were sequenced."""
+async def set_logged(conn: Any, logged: Sequence[tuple[int, int, bytes, str]]) -> None:
+    """Record (ord, log index, leaf, served event) of rows logged after they were
+    sequenced."""
     await conn.execute(
-        "UPDATE sequenced s SET log_index = u.i, leaf = u.leaf"
-        " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS u(ord, i, leaf)"
+        "UPDATE sequenced s SET log_index = u.i, leaf = u.leaf, event = u.event"
+        " FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[])"
+        " AS u(ord, i, leaf, event)"
         " WHERE s.ord = u.ord",
         *(list(c) for c in zip(*logged, strict=True)),
     )

@@ -4,8 +4,11 @@
     python -m bench verify       # only bench/verify.py
     python -m bench --list
 
-Each module's `main()` is called without arguments and prints its own short table;
-run a module alone (`python -m bench.verify --help`) to pass it options.
+Each module's `main()` is called without arguments and prints its own short table,
+then its targets, each `met` or `MISSED` (bench/targets.py); run a module alone
+(`python -m bench.verify --help`) to pass it options. A module that misses a target or
+fails does not stop the others; the run ends with one summary line per module and
+exits nonzero if any missed a target or failed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import importlib
 import pkgutil
 import sys
 import time
+import traceback
 from pathlib import Path
+
+from bench import targets
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,18 +58,37 @@ def main(argv: list[str] | None = None) -> int:
         print("No benchmarks found in bench/.")
         return 0
     failed = []
+    summary = []
     for name in args.names or available:
         module = importlib.import_module(f"bench.{name}")
         started = time.monotonic()
         saved_argv = sys.argv
         sys.argv = [f"bench.{name}"]  # a module that reads sys.argv sees no options
+        targets.take_reported()  # nothing left over from an earlier module
+        error = None
         try:
             status = module.main()
+            if status not in (None, 0):
+                error = f"exit status {status}"
+        except Exception as exc:  # one broken benchmark does not stop the others
+            traceback.print_exc()
+            error = f"raised {type(exc).__name__}"
         finally:
             sys.argv = saved_argv
         print(f"-- {name}: {time.monotonic() - started:.1f} s\n", flush=True)
-        if status not in (None, 0):
+        judged = targets.take_reported()
+        missed = [t.name for t in judged if not t.ok]
+        if missed:
+            summary.append(f"bench: {name}: MISSED {'; '.join(missed)}")
+        elif error is not None:
+            summary.append(f"bench: {name}: failed ({error}), {len(judged)} targets judged")
+        elif judged:
+            summary.append(f"bench: {name}: all met")
+        else:
+            summary.append(f"bench: {name}: no targets judged")
+        if missed or error is not None:
             failed.append(name)
+    print("\n".join(summary), flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

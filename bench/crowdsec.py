@@ -38,6 +38,7 @@ from bench.publish import (
     wait_ready,
     with_services,
 )
+from bench.targets import Target, exit_status, report
 
 CONCURRENCY = 32
 STREAM = "/crowdsec/v1/decisions/stream"
@@ -167,9 +168,17 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
     )
     print(f"| peak hub RSS (workers) meanwhile | {peak:.0f} MB | <= {RSS_BOUND_MB:.0f} MB |")
     print(f"| empty stream polls, concurrency {CONCURRENCY} | {rate:,.0f}/s | - |")
-    met = peak <= RSS_BOUND_MB
-    print("met" if met else "MISSED")
-    return 0 if met else 1
+    return exit_status(
+        report(
+            [
+                Target(
+                    f"peak hub RSS, {n} bouncers starting, <= {RSS_BOUND_MB:.0f} MB",
+                    f"{peak:.0f} MB",
+                    peak <= RSS_BOUND_MB,
+                )
+            ]
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

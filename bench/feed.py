@@ -57,16 +57,22 @@ from bench.publish import (
     wait_ready,
     with_services,
 )
+from bench.targets import Target, exit_status, report
 from honeymesh_client.protocol.dsse import build_envelope
 from honeymesh_client.protocol.keys import NodeKey
 from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub.cursor import Position, encode
 
+SNAPSHOT_S = 1.0  # a snapshot of 100,000, every page
+POLLS_PER_S = 2000.0  # empty-delta polls, at 1,000 and at 100,000 active
+FANOUT_P99_S = 0.250  # 202 -> answer, the issue's target (was 500 ms)
+RSS_MB = 300.0  # the hub workers' RSS, 2,000 waiting; and a swarm's peak
+SWARM_CPU_RATIO = 3.0  # N concurrent pulls' hub CPU against one pull's, alone
 TARGETS = {
-    "snapshot": "<= 1.0 s",
-    "polls": ">= 2,000/s",
-    "fanout": "p99 <= 500 ms",
-    "rss": "<= 300 MB",
+    "snapshot": f"<= {SNAPSHOT_S:.1f} s",
+    "polls": f">= {POLLS_PER_S:,.0f}/s",
+    "fanout": f"p99 <= {FANOUT_P99_S * 1000:.0f} ms",
+    "rss": f"<= {RSS_MB:.0f} MB",
 }
 CONCURRENCY = 32
 FAN_INDICATOR = "185.1.2.3"
@@ -467,6 +473,7 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     rows: list[tuple[str, str, str]] = []
     notes: list[str] = []
+    judged: list[Target] = []
     failed = False
     try:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
@@ -495,6 +502,13 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
                     )
                 )
                 if active > 1000:
+                    judged.append(
+                        Target(
+                            f"snapshot of {active:,} {TARGETS['snapshot']}",
+                            f"{snap.seconds:.2f} s (median)",
+                            snap.seconds <= SNAPSHOT_S,
+                        )
+                    )
                     notes.append(
                         f"snapshot of {snap.count:,}: the client's json.loads took "
                         f"{ms(snap.parsing)} of its {ms(snap.seconds)} ms"
@@ -508,12 +522,33 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
                         TARGETS["polls"],
                     )
                 )
+                judged.append(
+                    Target(
+                        f"empty-delta polls, {active:,} active, {TARGETS['polls']}",
+                        f"{rate:,.0f}/s",
+                        rate >= POLLS_PER_S,
+                    )
+                )
 
             pids = hub.workers()
             fan = await fan_out(
                 http, base, dsn, tenant_id, publisher, args.waiters, pids, args.py_spy
             )
             d = fan.delays
+            judged.append(
+                Target(
+                    f"fan-out to {args.waiters:,}, {TARGETS['fanout']}",
+                    f"{ms(pct(d, 0.99))} ms",
+                    pct(d, 0.99) <= FANOUT_P99_S,
+                )
+            )
+            judged.append(
+                Target(
+                    f"hub workers' RSS, {args.waiters:,} waiting, {TARGETS['rss']}",
+                    f"{fan.rss_waiting:.0f} MB",
+                    fan.rss_waiting <= RSS_MB,
+                )
+            )
             rows.append(
                 (
                     f"fan-out, {args.waiters:,} long-polls, 202 -> answer: p50 / p99 / max",
@@ -548,7 +583,7 @@ async def bench(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
     for note in notes:
         print(note)
     print("(one pass; figures vary by 15-30 % with what else runs)")
-    return 0
+    return exit_status(report(judged))
 
 
 # --------------------------------------------------------------------------- swarm
@@ -633,8 +668,24 @@ async def swarm(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
     print(
         f"  {args.swarm} pulls: {many.cpu:6.2f} s  {many.rss_peak:6.0f} MB  {many.seconds:6.2f} s"
     )
-    print(f"  CPU ratio {many.cpu / one.cpu:.2f} (target <= 3), RSS target <= 300 MB")
-    return 0
+    ratio = many.cpu / one.cpu
+    peak = many.rss_peak
+    return exit_status(
+        report(
+            [
+                Target(
+                    f"hub CPU of {args.swarm} pulls <= {SWARM_CPU_RATIO:.0f}x one pull alone",
+                    f"{ratio:.2f}x ({many.cpu:.2f} s / {one.cpu:.2f} s)",
+                    ratio <= SWARM_CPU_RATIO,
+                ),
+                Target(
+                    f"peak hub workers' RSS, {args.swarm} pulls, {TARGETS['rss']}",
+                    f"{peak:.0f} MB",
+                    peak <= RSS_MB,
+                ),
+            ]
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,8 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
+from bench.targets import Target, exit_status
+from bench.targets import report as report_targets
 from honeymesh_client.protocol.dsse import build_envelope
 from honeymesh_client.protocol.keys import NodeKey
 from honeymesh_client.protocol.signing import sign_request
@@ -693,15 +695,15 @@ async def bench(settings: Settings, dsn: str, redis_url: str, pg_pid: int, redis
             bare = min(bare, bare_verify_cpu())  # the quieter of two readings
     finally:
         hub.stop()
-    report(settings, phases, bare)
+    met = report(settings, phases, bare)
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return exit_status(met)
 
 
 # --------------------------------------------------------------------------- report
 
 
-def report(settings: Settings, phases: list[Phase], bare: float) -> None:
+def report(settings: Settings, phases: list[Phase], bare: float) -> bool:
     head = (
         f"{'scenario':<11} {'conc':>4} {'secs':>5} {'req/s':>8} {'signals/s':>9} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'hub CPU s/1k':>12} {'x verify':>8} {'not 202':>7}"
@@ -736,24 +738,41 @@ def report(settings: Settings, phases: list[Phase], bare: float) -> None:
         )
         if p.drive.exhausted:
             print(f"* {p.name}: the pre-signed pool ran out first; raise --*-rate")
-    single, batch = phases
-    checks = [
-        (f"single >= {TARGET_SINGLE_RPS:.0f} req/s", single.rps >= TARGET_SINGLE_RPS),
-        (f"single p99 <= {TARGET_SINGLE_P99_MS:.0f} ms", single.pct(0.99) <= TARGET_SINGLE_P99_MS),
-        (f"batch >= {TARGET_BATCH_SIGNALS:.0f} signals/s", batch.sps >= TARGET_BATCH_SIGNALS),
-        (
-            f"batch CPU <= {TARGET_RATIO_BATCH}x verify",
-            batch.per_1k("hub") / bare <= TARGET_RATIO_BATCH,
-        ),
-        (
-            f"single CPU <= {TARGET_RATIO_SINGLE:.0f}x verify",
-            single.per_1k("hub") / bare <= TARGET_RATIO_SINGLE,
-        ),
-    ]
-    print("targets: " + "; ".join(f"{name} {'ok' if ok else 'MISSED'}" for name, ok in checks))
     for p in phases:
         if p.stored != p.drive.signals_ok:
             print(f"WARNING {p.name}: {p.drive.signals_ok} acknowledged but {p.stored} stored")
+    single, batch = phases
+    batch_ratio = batch.per_1k("hub") / bare
+    single_ratio = single.per_1k("hub") / bare
+    return report_targets(
+        [
+            Target(
+                f"single >= {TARGET_SINGLE_RPS:.0f} req/s",
+                f"{single.rps:,.0f} req/s",
+                single.rps >= TARGET_SINGLE_RPS,
+            ),
+            Target(
+                f"single p99 <= {TARGET_SINGLE_P99_MS:.0f} ms",
+                f"{single.pct(0.99):.1f} ms",
+                single.pct(0.99) <= TARGET_SINGLE_P99_MS,
+            ),
+            Target(
+                f"batch >= {TARGET_BATCH_SIGNALS:.0f} signals/s",
+                f"{batch.sps:,.0f} signals/s",
+                batch.sps >= TARGET_BATCH_SIGNALS,
+            ),
+            Target(
+                f"batch CPU <= {TARGET_RATIO_BATCH}x verify",
+                f"{batch_ratio:.2f}x",
+                batch_ratio <= TARGET_RATIO_BATCH,
+            ),
+            Target(
+                f"single CPU <= {TARGET_RATIO_SINGLE:.0f}x verify",
+                f"{single_ratio:.2f}x",
+                single_ratio <= TARGET_RATIO_SINGLE,
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,9 +36,11 @@ from pathlib import Path
 import cryptography
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bench.targets import Target, exit_status, report
 from honeymesh_client.protocol import signing
 from honeymesh_client.protocol.keys import NodeKey, verify_ed25519
 
+TARGET_RATIO = 1.5  # a signed request's whole check, in bare Ed25519 verifies
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -318,7 +320,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"(= {extra / bare.median_us:.1f} bare verifies: sign, verify, identity "
                 f"cache, nonce SET NX in Redis, the self query)"
             )
-    return 0
+    # No absolute target: the hub's whole check of a signed request, against a bare
+    # verify measured in the same run (PERFORMANCE.md), each median of the runs.
+    return exit_status(
+        report(
+            Target(
+                f"signed request verification ({r.name}) <= {TARGET_RATIO}x a bare verify",
+                f"{r.median_us / bare.median_us:.2f}x "
+                f"({r.median_us:.1f} / {bare.median_us:.1f} us)",
+                r.median_us / bare.median_us <= TARGET_RATIO,
+            )
+            for r in (get_check, post_check)
+        )
+    )
 
 
 if __name__ == "__main__":

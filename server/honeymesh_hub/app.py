@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from . import routes, state, wiring
+from .admission import NONCE_TTL_SECONDS
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
@@ -23,6 +24,7 @@ from .ratelimit import RateLimiter
 from .redisconn import RedisGate
 from .services import allowlist, expiry, sequencer
 from .services.feed import SharedReads
+from .services.groupcommit import NonceGroups
 from .services.readerusage import ReaderUsage
 from .services.snapshots import SnapshotCache
 from .services.startuppages import StartupPages
@@ -66,6 +68,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(config.database_url)
     app[state.POOL] = pool
     app[state.DIRECTORY] = KeyDirectory(pool, config.identity_cache_seconds)
+    app[state.NONCES] = NonceGroups(pool, NONCE_TTL_SECONDS)
     app[state.READERS] = ReaderDirectory(
         pool, min(config.identity_cache_seconds, READER_CACHE_SECONDS), app[state.CLOCK]
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
     from .services.feed import SharedReads
+    from .services.groupcommit import NonceGroups
     from .services.readerusage import ReaderUsage
     from .services.snapshots import SnapshotCache
     from .wiring import Services
@@ -28,6 +29,8 @@ POOL: web.AppKey[Any] = web.AppKey("pool")
 REDIS: web.AppKey[RedisGate] = web.AppKey("redis")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
+# Every signed request's nonce is spent through this (admission.py).
+NONCES: web.AppKey[NonceGroups] = web.AppKey("nonces")
 READERS: web.AppKey[ReaderDirectory] = web.AppKey("readers")
 READER_USAGE: web.AppKey[ReaderUsage] = web.AppKey("reader_usage")
 AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")

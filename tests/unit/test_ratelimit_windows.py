@@ -3,9 +3,7 @@ refusal is always a 429 (PROTOCOL.md section 9), however the two round."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,15 +50,11 @@ class _Limiter:
         return self.admission
 
 
-class _FreshNoncePool:
-    """A pool whose one connection finds every nonce fresh (store/nonces.remember)."""
+class _FreshNonces:
+    """Nonces that are always new (admission spends them through state.NONCES)."""
 
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        async def fetchrow(*_: Any) -> dict[str, int]:
-            return {"?column?": 1}
-
-        yield SimpleNamespace(fetchrow=fetchrow)
+    async def spend(self, *_: Any) -> bool:
+        return True
 
 
 async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
@@ -71,7 +65,7 @@ async def test_a_refusal_is_a_429_even_if_the_windows_look_open() -> None:
     app = web.Application()
     app[state.LIMITER] = _Limiter(Admission(False, (looks_open,)))  # type: ignore[arg-type]
     app[state.REDIS] = SimpleNamespace(last_failure=-math.inf)  # type: ignore[assignment]
-    app[state.POOL] = _FreshNoncePool()
+    app[state.NONCES] = _FreshNonces()  # type: ignore[assignment]
     app[state.METRICS] = Metrics()
     request = make_mocked_request("GET", "/v1/feed", app=app)
     verified = VerifiedRequest(SimpleNamespace(keyid="a" * 64), "n" * 16, 0.0)  # type: ignore[arg-type]

@@ -10,27 +10,41 @@ nothing).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 
 async def remember(conn: Any, keyid: str, nonce: str, now: datetime, ttl_seconds: int) -> bool:
     """True when the nonce is new for that key (or its earlier use has expired)."""
-    row = await conn.fetchrow(
+    return (keyid, nonce) in await remember_many(conn, [(keyid, nonce, now)], ttl_seconds)
+
+
+async def remember_many(
+    conn: Any, uses: Sequence[tuple[str, str, datetime]], ttl_seconds: int
+) -> set[tuple[str, str]]:
+    """`remember` for distinct (keyid, nonce, now) at once, in one statement: the
+    (keyid, nonce) that were new. Rows go in key order, so two statements racing on
+    the same nonces lock them in one order and never deadlock."""
+    ordered = sorted(uses)
+    rows = await conn.fetch(
         """
         WITH fast AS (SELECT set_config('synchronous_commit', 'off', true))
         INSERT INTO request_nonces AS r (keyid, nonce, expires_at)
-        SELECT $1::text, $2::text, $3::timestamptz FROM fast
+        SELECT u.keyid, u.nonce, u.now + make_interval(secs => $4)
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY
+            AS u(keyid, nonce, now, i), fast
+        ORDER BY u.i
         ON CONFLICT (keyid, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-            WHERE r.expires_at <= $4
-        RETURNING 1
+            WHERE r.expires_at <= EXCLUDED.expires_at - make_interval(secs => $4)
+        RETURNING r.keyid, r.nonce
         """,
-        keyid,
-        nonce,
-        now + timedelta(seconds=ttl_seconds),
-        now,
+        [u[0] for u in ordered],
+        [u[1] for u in ordered],
+        [u[2] for u in ordered],
+        ttl_seconds,
     )
-    return row is not None
+    return {(r["keyid"], r["nonce"]) for r in rows}
 
 
 PURGE_BATCH = 1000

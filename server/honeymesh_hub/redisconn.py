@@ -8,7 +8,6 @@ costs one timeout now and then instead of one per request. Callers fall back
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -18,12 +17,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .metrics import Metrics
+from .turnbatch import TurnBatch
 
 log = logging.getLogger("honeymesh.redis")
 
 TIMEOUT_SECONDS = 0.5
-# Waiter ends sent in one pipeline at most (waiter_leave).
-_LEAVES_PER_PIPELINE = 1000
 
 _WAITERS_LUA = (resources.files("honeymesh_hub") / "lua" / "waiters.lua").read_text(
     encoding="utf-8"
@@ -57,9 +55,7 @@ class RedisGate:
         self._down_until = 0.0
         # key -> this process's waiters (member -> monotonic deadline); see waiter_enter.
         self._waiters: dict[str, dict[str, float]] = {}
-        # Waiter ends to send in the next pipeline: key, member, key, member, ...
-        self._leaving: list[str] = []
-        self._leave: asyncio.Future[None] | None = None
+        self._leaves: TurnBatch[tuple[str, str], None] = TurnBatch(self._send_leaves)
         self._waiter_script = (
             self.client.register_script(_WAITERS_LUA) if self.client is not None else None
         )
@@ -135,38 +131,29 @@ class RedisGate:
     async def waiter_leave(self, key: str, member: str) -> None:
         """End a waiter; if Redis cannot hear it, the member expires at its deadline.
 
-        Ends are sent together: when an approval wakes a thousand waiters in one turn
-        of the loop, their ends go in one pipeline (one round trip, one connection)
-        instead of a thousand commands racing for connections. Each caller still
+        Ends of one loop turn go in one pipeline (turnbatch.py): an approval that wakes
+        a thousand waiters sends their ends in one round trip. Each caller still
         returns only once Redis has answered its end, so a node's next request never
         counts a waiter that already answered."""
         mine = self._waiters.get(key, {})
         mine.pop(member, None)
         if not mine:
             self._waiters.pop(key, None)
-        if self.client is None or not self.usable:
-            return
-        self._leaving.append(self.prefix + key)
-        self._leaving.append(member)
-        if self._leave is None:
-            self._leave = asyncio.ensure_future(self._send_leaves())
-        await asyncio.shield(self._leave)
+        if self.client is not None and self.usable:
+            await self._leaves.submit((self.prefix + key, member))
 
-    async def _send_leaves(self) -> None:
-        await asyncio.sleep(0)  # the rest of this turn's ends join
-        batch, self._leaving, self._leave = self._leaving, [], None
+    async def _send_leaves(self, ends: list[tuple[str, str]]) -> list[None]:
         assert self.client is not None
+        pipe = self.client.pipeline(transaction=False)
+        for key, member in ends:
+            pipe.zrem(key, member)
         try:
-            for i in range(0, len(batch), 2 * _LEAVES_PER_PIPELINE):
-                pipe = self.client.pipeline(transaction=False)
-                chunk = batch[i : i + 2 * _LEAVES_PER_PIPELINE]
-                for key, member in zip(chunk[::2], chunk[1::2], strict=True):
-                    pipe.zrem(key, member)
-                await pipe.execute()
+            await pipe.execute()
         except (RedisError, OSError) as exc:
             self.failed("waiters", exc)
         else:
             self.succeeded()
+        return [None] * len(ends)
 
     async def close(self) -> None:
         if self.client is not None:

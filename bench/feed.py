@@ -54,6 +54,7 @@ from bench.publish import (
     start_hub,
     start_py_spy,
     summarize_profile,
+    system_seconds,
     wait_ready,
     with_services,
 )
@@ -595,6 +596,7 @@ class Swarm:
     rss_peak: float  # MB, the workers' summed VmRSS at its highest
     seconds: float
     count: int  # decisions each puller ended with
+    kernel: float  # the part of `cpu` spent in the kernel (socket writes, mostly)
 
 
 async def swarm_pull(
@@ -603,6 +605,7 @@ async def swarm_pull(
     extra = {"Accept-Encoding": "identity"} if identity else None
     pids = process_tree(hub_pid)
     before = sum(cpu_seconds(pids).values())
+    sys_before = system_seconds(pids)
     peak = 0.0
     running = True
 
@@ -619,10 +622,11 @@ async def swarm_pull(
     running = False
     await sampler
     cpu = sum(cpu_seconds(pids).values()) - before
+    kernel = system_seconds(pids) - sys_before
     counts = {r.count for r in runs}
     if len(counts) != 1:
         raise RuntimeError(f"pullers ended with different sets: {sorted(counts)}")
-    return Swarm(cpu, peak, seconds, counts.pop())
+    return Swarm(cpu, peak, seconds, counts.pop(), kernel)
 
 
 async def swarm(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
@@ -667,6 +671,10 @@ async def swarm(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
     print(f"  1 pull:   {one.cpu:6.2f} s  {one.rss_peak:6.0f} MB  {one.seconds:6.2f} s")
     print(
         f"  {args.swarm} pulls: {many.cpu:6.2f} s  {many.rss_peak:6.0f} MB  {many.seconds:6.2f} s"
+    )
+    print(
+        f"  of that, in the kernel: 1 pull {one.kernel:.2f} s, {args.swarm} pulls"
+        f" {many.kernel:.2f} s"
     )
     ratio = many.cpu / one.cpu
     peak = many.rss_peak

@@ -134,6 +134,12 @@ def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
     return out
 
 
+def system_seconds(pids: Sequence[int]) -> float:
+    """stime of these pids, in seconds: the kernel's share of `cpu_seconds`."""
+    fields = [_stat_fields(pid) for pid in pids]
+    return sum(int(f[12]) for f in fields if f and len(f) > 12) / CLK_TCK
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, idle) CPU seconds of the whole machine since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from honeymesh_client.protocol import note
 from honeymesh_client.protocol.tlogleaf import leaf_bytes, log_of_scope, time_text
 
-__all__ = ["LogKey", "feed_event", "leaf_of", "log_of_scope", "logged_event", "scope_of_log"]
+__all__ = ["LogKey", "feed_event", "log_of_scope", "logged_event", "scope_of_log"]
 
 
 def scope_of_log(log: str) -> str | None:
@@ -43,10 +43,6 @@ def feed_event(
         "reason": reason or "retracted",
         "time": time_text(time),
     }
-
-
-def leaf_of(kind: str, entry: Mapping[str, Any], reason: str | None, time: datetime) -> bytes:
-    return leaf_bytes(feed_event(kind, entry, reason, time), kind)
 
 
 def logged_event(

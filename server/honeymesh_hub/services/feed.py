@@ -39,6 +39,7 @@ from ..notify import FeedNotifier
 from ..store import feed as feed_store
 from ..tlog import LogKey
 from . import sequencer, tlog
+from .singleflight import SingleFlight
 from .snapshots import Rendering, SnapshotCache, render
 
 # While the listener is down, or events wait behind a running transaction, a waiter
@@ -91,7 +92,7 @@ class Checkpoints:
         self._key = key
         self._size = size
         self._notes: dict[tuple[str, int], str] = {}
-        self._making: dict[tuple[str, int], asyncio.Task[str]] = {}
+        self._making: SingleFlight[tuple[str, int], str] = SingleFlight()
 
     async def notes(self, pool: Any, sizes: dict[str, int]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -99,21 +100,12 @@ class Checkpoints:
             at = (log, size)
             found = self._notes.pop(at, None)
             if found is None:
-                task = self._making.get(at)
-                if task is None:
-                    task = asyncio.create_task(self._make(pool, log, size))
-                    self._making[at] = task
-                    task.add_done_callback(partial(self._made, at))
-                # Shielded: a requester that goes away does not cancel the others'.
-                found = await asyncio.shield(task)
+                found = await self._making.run(at, partial(self._make, pool, log, size))
             self._notes[at] = found
             out[log] = found
         while len(self._notes) > self._size:
             del self._notes[next(iter(self._notes))]
         return out
-
-    def _made(self, at: tuple[str, int], _task: asyncio.Task[str]) -> None:
-        self._making.pop(at, None)
 
     async def _make(self, pool: Any, log: str, size: int) -> str:
         async with pool.acquire() as conn:
@@ -126,7 +118,6 @@ class DeltaShared:
     """A delta page as every node at one position with the same scopes gets it, but
     for the cursor (bound to each node): read, cut and rendered once."""
 
-    head: tuple[int, int]  # the sequencer's position the read ended at
     pending: bool  # feed events wait beyond it
     full: bool  # more events than the limit followed the position
     shared: Rendering | None  # None: nothing new
@@ -147,27 +138,23 @@ class SharedReads:
     """
 
     def __init__(self) -> None:
-        self._inflight: dict[DeltaKey, asyncio.Task[DeltaShared]] = {}
+        self._reads: SingleFlight[DeltaKey, DeltaShared] = SingleFlight()
 
     async def delta(
         self, ctx: FeedContext, xid: int, seq: int, scopes: Sequence[str], limit: int
     ) -> DeltaShared:
-        key = (xid, seq, tuple(scopes), limit)
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(_shared_delta(ctx, xid, seq, scopes, limit))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        # Shielded: a requester that goes away does not cancel the others' read.
-        return await asyncio.shield(task)
+        return await self._reads.run(
+            (xid, seq, tuple(scopes), limit), partial(_shared_delta, ctx, xid, seq, scopes, limit)
+        )
 
 
 async def _shared_delta(
     ctx: FeedContext, xid: int, seq: int, scopes: Sequence[str], limit: int
 ) -> DeltaShared:
     async with ctx.pool.acquire() as conn:
-        await _check_retained(conn, xid, seq)
-        head, pending, rows = await feed_store.delta(conn, xid, seq, scopes, limit + 1)
+        head, pending, rows, low = await feed_store.delta(conn, xid, seq, scopes, limit + 1)
+    if (xid, seq) < low:
+        raise _expired()
     full = len(rows) > limit
     # A page ends before an id would come twice, so every event (every leaf of the
     # node's logs) is served, and an id is in a page once (PROTOCOL.md 8, 15 r2).
@@ -181,7 +168,7 @@ async def _shared_delta(
         seen.add(row["candidate_id"])
         taken.append(row)
     if not taken:
-        return DeltaShared(head, pending or cut, full, None)
+        return DeltaShared(pending or cut, full, None)
     # A cut page ends at its last event; otherwise every visible sequenced event up to
     # the sequencer's position has been served, so the next page starts there.
     last = taken[-1]
@@ -198,7 +185,7 @@ async def _shared_delta(
     shared = render(
         0, None, f"[{','.join(added)}]", cut, False, head, notes, f"[{','.join(removed)}]"
     )
-    return DeltaShared(head, pending, full, shared, end, len(added), len(removed))
+    return DeltaShared(pending, full, shared, end, len(added), len(removed))
 
 
 @dataclass(slots=True)
@@ -231,31 +218,30 @@ def _scopes_of_tenant(tenant: TenantState) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class FeedPage:
-    """A feed page; `added_json` is the JSON text of the `added` array, made once
-    and copied into the answer as it is. A snapshot page has `shared` instead: the
-    rendering every node pulling that page gets (services/snapshots.py)."""
+    """A feed page: the rendering every node asking for it gets but for the cursor
+    (services/snapshots.py), or, with none, an empty page."""
 
     cursor: str
     more: bool
     reset: bool
-    added_json: str
-    removed: list[dict[str, Any]]
     shared: Rendering | None = None
-    checkpoints: dict[str, str] | None = None
 
     def body(self) -> bytes:
         if self.shared is not None:
             return self.shared.body(self.cursor)
-        head = json.dumps({"cursor": self.cursor, "more": self.more, "reset": self.reset})
-        removed = json.dumps(self.removed)
-        notes = json.dumps(self.checkpoints or {})
-        return (
-            f'{head[:-1]}, "added": {self.added_json}, "removed": {removed},'
-            f' "checkpoints": {notes}}}'
+        return json.dumps(
+            {
+                "cursor": self.cursor,
+                "more": self.more,
+                "reset": self.reset,
+                "added": [],
+                "removed": [],
+                "checkpoints": {},
+            }
         ).encode()
 
 
-async def _fresh_head(ctx: FeedContext, scopes: Sequence[str]) -> tuple[int, int]:
+async def _fresh_head(ctx: FeedContext) -> tuple[int, int]:
     """The sequencer's position, once what waits beyond it was sequenced."""
     async with ctx.pool.acquire() as conn:
         head, pending = await feed_store.head(conn)
@@ -277,7 +263,7 @@ async def _snapshot_page(
         async with ctx.pool.acquire() as conn:
             await _check_retained(conn, *at)
     else:
-        at = await _fresh_head(ctx, scopes)
+        at = await _fresh_head(ctx)
         newest = ctx.snapshots.newest_first(scopes, limit)
         if newest is not None and newest < at:
             async with ctx.pool.acquire() as conn:
@@ -310,7 +296,7 @@ async def _snapshot_page(
     )
     ctx.metrics.feed_served["snapshot"].inc(shared.count)
     cursor = encode(nxt, caller.node_id, ctx.mac_key)
-    return FeedPage(cursor, shared.more, reset, "", [], shared)
+    return FeedPage(cursor, shared.more, reset, shared)
 
 
 # Smaller answers (an empty poll is about 100 bytes) go as they are: gzip would cost
@@ -338,9 +324,12 @@ def _delta(xid: int, seq: int, caller: NodeCaller) -> Position:
 
 
 async def _check_retained(conn: Any, xid: int, seq: int) -> None:
-    low_xid, low_seq = await feed_store.watermark(conn)
-    if (xid, seq) < (low_xid, low_seq):
-        raise CursorExpired("The feed log behind this cursor was compacted; start again.")
+    if (xid, seq) < await feed_store.watermark(conn):
+        raise _expired()
+
+
+def _expired() -> CursorExpired:
+    return CursorExpired("The feed log behind this cursor was compacted; start again.")
 
 
 async def _delta_page(
@@ -363,7 +352,7 @@ async def _delta_page(
     if page.removed:
         ctx.metrics.feed_served["removed"].inc(page.removed)
     cursor = encode(_delta(*page.end, caller), caller.node_id, ctx.mac_key)
-    return FeedPage(cursor, page.shared.more, False, "", [], page.shared), page.pending
+    return FeedPage(cursor, page.shared.more, False, page.shared), page.pending
 
 
 async def read(
@@ -392,7 +381,7 @@ async def read(
             return page
         remaining = deadline - time.monotonic()
         if remaining <= 0 or ctx.notifier.closing:
-            return FeedPage(cursor, False, False, "[]", [])
+            return FeedPage(cursor, False, False)
         step = remaining
         if pending or not ctx.notifier.connected.is_set():
             step = min(remaining, _RECHECK_SECONDS)

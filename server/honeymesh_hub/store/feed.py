@@ -26,7 +26,11 @@ from uuid import UUID
 # caller's scopes, PostgreSQL plans it as a backward scan of the whole log whenever
 # they have no such event, which is nearly always; another scope's pending events
 # only make a read look again, until the next round.
-_DELTA_SQL = """
+_PENDING = """
+       coalesce((SELECT (p.xid, p.seq) FROM feed_log p ORDER BY p.xid DESC, p.seq DESC
+                 LIMIT 1) > (h.xid, h.seq), false)
+           OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending"""
+_DELTA_SQL = f"""
 WITH h AS (SELECT xid, seq FROM sequencer_state WHERE id = 1),
 e AS (
     SELECT q.xid, q.seq, q.candidate_id, q.kind, q.scope_key, q.log_index, q.event
@@ -36,25 +40,25 @@ e AS (
     ORDER BY q.xid, q.seq
     LIMIT $4
 )
-SELECT h.xid::text AS head_xid, h.seq AS head_seq,
-       coalesce((SELECT (p.xid, p.seq) FROM feed_log p ORDER BY p.xid DESC, p.seq DESC
-                 LIMIT 1) > (h.xid, h.seq), false)
-           OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending,
+SELECT h.xid::text AS head_xid, h.seq AS head_seq, {_PENDING},
+       w.compacted_xid::text AS low_xid, w.compacted_seq AS low_seq,
        e.xid::text AS xid, e.seq, e.candidate_id, e.kind, e.scope_key, e.log_index, e.event
-FROM h LEFT JOIN e ON true
+FROM h CROSS JOIN feed_state w LEFT JOIN e ON true
 ORDER BY e.xid, e.seq
 """
 
 
 async def delta(
     conn: Any, xid: int, seq: int, scopes: Sequence[str], limit: int
-) -> tuple[tuple[int, int], bool, list[Any]]:
+) -> tuple[tuple[int, int], bool, list[Any], tuple[int, int]]:
     """Sequenced events after (xid, seq) visible in `scopes`, up to the sequencer's
-    position; that position, and whether feed events wait beyond it."""
+    position; that position, whether feed events wait beyond it, and the compaction
+    watermark read in the same statement (a cursor below it has expired)."""
     rows = await conn.fetch(_DELTA_SQL, str(xid), seq, list(scopes), limit)
     head = (int(rows[0]["head_xid"]), int(rows[0]["head_seq"]))
+    low = (int(rows[0]["low_xid"]), int(rows[0]["low_seq"]))
     pending = bool(rows[0]["pending"])
-    return head, pending, [r for r in rows if r["seq"] is not None]
+    return head, pending, [r for r in rows if r["seq"] is not None], low
 
 
 async def boundary(conn: Any) -> int:
@@ -71,13 +75,7 @@ async def head(conn: Any) -> tuple[tuple[int, int], bool]:
     """The sequencer's position, and whether feed events wait beyond it, in any scope
     (or rows wait for their leaves); _DELTA_SQL says why any."""
     row = await conn.fetchrow(
-        """
-        SELECT h.xid::text AS xid, h.seq,
-               coalesce((SELECT (p.xid, p.seq) FROM feed_log p
-                         ORDER BY p.xid DESC, p.seq DESC LIMIT 1) > (h.xid, h.seq), false)
-                   OR EXISTS (SELECT 1 FROM sequenced u WHERE u.log_index IS NULL) AS pending
-        FROM sequencer_state h WHERE h.id = 1
-        """
+        f"SELECT h.xid::text AS xid, h.seq, {_PENDING} FROM sequencer_state h WHERE h.id = 1"
     )
     return (int(row["xid"]), int(row["seq"])), bool(row["pending"])
 

@@ -600,10 +600,21 @@ class Swarm:
 
 
 async def swarm_pull(
-    http: aiohttp.ClientSession, base: str, hub_pid: int, nodes: list[BenchNode], identity: bool
+    http: aiohttp.ClientSession,
+    base: str,
+    hub_pid: int,
+    nodes: list[BenchNode],
+    identity: bool,
+    profile: Path | None = None,
 ) -> Swarm:
     extra = {"Accept-Encoding": "identity"} if identity else None
     pids = process_tree(hub_pid)
+    spies = []
+    if profile is not None:
+        # The GIL's holder only: on two shared cores a worker preempted in a socket
+        # write would otherwise look busy in `transport.write`.
+        spies = start_py_spy([p for p in pids if p != hub_pid], 75, profile, rate=200, gil=True)
+        await asyncio.sleep(1.0)  # py-spy attached
     before = sum(cpu_seconds(pids).values())
     sys_before = system_seconds(pids)
     peak = 0.0
@@ -623,6 +634,10 @@ async def swarm_pull(
     await sampler
     cpu = sum(cpu_seconds(pids).values()) - before
     kernel = system_seconds(pids) - sys_before
+    for spy in spies:
+        spy.wait()
+    if profile is not None:
+        print(f"py-spy, hub workers, {len(nodes)} pulls:\n{summarize_profile(profile)}\n")
     counts = {r.count for r in runs}
     if len(counts) != 1:
         raise RuntimeError(f"pullers ended with different sets: {sorted(counts)}")
@@ -653,7 +668,7 @@ async def swarm(args: argparse.Namespace, dsn: str, redis_url: str) -> int:
                 async with http.get(full_url(base, target), headers=headers) as resp:
                     await resp.read()
             one = await swarm_pull(http, base, hub.proc.pid, [reader], args.identity)
-            many = await swarm_pull(http, base, hub.proc.pid, nodes, args.identity)
+            many = await swarm_pull(http, base, hub.proc.pid, nodes, args.identity, args.py_spy)
     except Exception:
         failed = True
         print(f"hub log ({tmp / 'hub.log'}, kept), last lines:\n{hub.log_tail()}", file=sys.stderr)
@@ -708,7 +723,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the hub's soft fd limit (default: the hard limit, as the client)",
     )
     parser.add_argument(
-        "--py-spy", type=Path, default=None, help="profile the workers' fan-out into DIR"
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="profile the workers (the fan-out, or with --swarm the N pulls) into DIR",
     )
     parser.add_argument(
         "--fanout-only", action="store_true", help="only the long-poll fan-out, on an empty feed"
@@ -720,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         "--identity", action="store_true", help="with --swarm: the client refuses gzip"
     )
     args = parser.parse_args(argv)
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     if args.swarm:
         return with_services(
             "bench.feed", lambda services: swarm(args, services.dsn, services.redis_url)

@@ -491,8 +491,11 @@ async def count_signals(dsn: str) -> int:
 
 
 def start_py_spy(
-    pids: Sequence[int], seconds: float, outdir: Path, rate: int = 100
+    pids: Sequence[int], seconds: float, outdir: Path, rate: int = 100, gil: bool = False
 ) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each pid. `gil`: sample only the thread holding the GIL, so a worker
+    that is runnable but not running (preempted in a socket write, say) is not counted
+    as busy: on two shared cores, wall-clock samples overstate such waits."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         print("py-spy is not installed (pip install py-spy); no profile taken.")
@@ -514,6 +517,7 @@ def start_py_spy(
                     "raw",
                     "--output",
                     str(outdir / f"worker-{pid}.txt"),
+                    *(["--gil"] if gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -619,7 +623,7 @@ async def run_phase(
     spy_dir = None
     if py_spy:
         spy_dir = Path(tempfile.mkdtemp(prefix=f"bench-publish-{name}-"))
-        spies = start_py_spy(hub.workers(), seconds, spy_dir)
+        spies = start_py_spy(hub.workers(), seconds, spy_dir, gil=True)
     watch.start()
     result = await drive(http, url, iter(pool[warmup + 1 :]), concurrency, seconds)
     cpu = watch.stop()

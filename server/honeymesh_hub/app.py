@@ -16,7 +16,7 @@ from .admission import NONCE_TTL_SECONDS
 from .bodies import MAX_BODY
 from .clock import Clock, system_clock, to_datetime
 from .config import Config, IPNetwork
-from .keydirectory import FailedAuthGuard, KeyDirectory, ReaderDirectory
+from .keydirectory import CredentialWatch, FailedAuthGuard, KeyDirectory, ReaderDirectory
 from .metrics import Metrics
 from .middleware import hub_middleware
 from .notify import FeedNotifier
@@ -67,10 +67,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     config = app[state.CONFIG]
     pool = await create_pool(config.database_url)
     app[state.POOL] = pool
-    app[state.DIRECTORY] = KeyDirectory(pool, config.identity_cache_seconds)
+    watch = CredentialWatch()
+    app[state.CREDENTIALS] = watch
+    listening = config.identity_cache_listening_seconds
+    app[state.DIRECTORY] = KeyDirectory(
+        pool, config.identity_cache_seconds, watch=watch, listening_ttl=listening
+    )
     app[state.NONCES] = NonceGroups(pool, NONCE_TTL_SECONDS)
     app[state.READERS] = ReaderDirectory(
-        pool, min(config.identity_cache_seconds, READER_CACHE_SECONDS), app[state.CLOCK]
+        pool,
+        min(config.identity_cache_seconds, READER_CACHE_SECONDS),
+        app[state.CLOCK],
+        watch=watch,
+        listening_ttl=listening,
     )
     now = to_datetime(app[state.CLOCK]())
     await seed_public_addresses(pool, config.public_addresses, now)
@@ -126,7 +135,7 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
         app[state.CURSOR_KEY] = await feed_store.cursor_key(conn)
         app[state.HUB_IDENTITY] = await sequencer_store.hub_identity(conn)
         app[state.LOG_KEY] = await _log_key(conn, config, app[state.HUB_IDENTITY]["hub_id"])
-    notifier = FeedNotifier(config.database_url)
+    notifier = FeedNotifier(config.database_url, app[state.CREDENTIALS])
     notifier.start()
     app[state.NOTIFIER] = notifier
     app[state.FEED_READS] = SharedReads()

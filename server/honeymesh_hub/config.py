@@ -47,6 +47,9 @@ class Config:
     redis_prefix: str = "hm:"
     # How stale a node's identity and entitlement may be (PROTOCOL.md section 4: at most 5 s).
     identity_cache_seconds: float = 2.0
+    # How long while this process hears every credential change (keydirectory.py); 0:
+    # never past identity_cache_seconds.
+    identity_cache_listening_seconds: float = 60.0
     feed_retention_seconds: int = 7 * 86400
     # The transparency log (PROTOCOL.md 15 r2): its key from a PEM file instead of the
     # one made at the first migration, and its origin instead of honeymesh.<hub id>.

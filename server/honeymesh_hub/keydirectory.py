@@ -1,8 +1,19 @@
 """Which node holds which key and which tenant a reader key reads, cached per process,
 and the bound on the credential lookups of a source past the failed-auth limit.
 
-Neither touches the request or the app state: auth.py hands them keyids and source
-addresses, admission.py marks the flooding sources.
+None of them touches the request or the app state: auth.py hands them keyids and
+source addresses, admission.py marks the flooding sources, notify.py's listener tells
+the `CredentialWatch` what it hears.
+
+How long a cached credential is trusted: `ttl` (2 s), as PROTOCOL.md section 4's
+"within 5 s" needs of a replica that hears nothing. But every change to what a lookup
+reads is announced at commit (migration 0014's triggers), so while this process's
+listener is known to hear them (a heartbeat answered within the last `LIVE_SECONDS`),
+an entry read since the last notice stays good for `listening_ttl` (60 s): a node
+polling every 10 s, or a bouncer, no longer costs a lookup a request. Any notice, and
+any loss or return of the listener, moves the watch's generation, and an entry read
+before the move falls back to `ttl`. Misses are never kept past `ttl` (an enrollment
+announces nothing).
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +36,72 @@ from .store import readers as reader_store
 
 log = logging.getLogger("honeymesh.auth")
 
+# The listener's heartbeat (notify.py) is answered this often; a watch that has not
+# heard one sent in the last LIVE_SECONDS trusts nothing past the short TTL. A change
+# committed while the listener hears nothing is so served at most LIVE_SECONDS plus
+# the short TTL: within PROTOCOL.md section 4's 5 s.
+HEARTBEAT_SECONDS = 1.0
+LIVE_SECONDS = 2.0
+
+
+class CredentialWatch:
+    """Whether this process hears every credential change, and a generation that moves
+    with each change heard and each loss or return of the listener."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, live_for: float = LIVE_SECONDS
+    ) -> None:
+        self._clock = clock
+        self._live_for = live_for
+        self._live_until = -math.inf
+        self.generation = 0
+        self._waiting: list[asyncio.Future[None]] = []
+
+    def live(self) -> bool:
+        return self._clock() < self._live_until
+
+    def heard(self, sent_at: float) -> None:
+        """A heartbeat sent at `sent_at` (this watch's clock) was answered: every notice
+        committed before then has been delivered."""
+        self._live_until = max(self._live_until, sent_at + self._live_for)
+        self._wake()
+
+    def changed(self) -> None:
+        """A notice: something a cached credential says may have changed."""
+        self._move()
+
+    def lost(self) -> None:
+        """The listener is gone (or has just come back: what it missed is unknown)."""
+        self._live_until = -math.inf
+        self._move()
+
+    def now(self) -> float:
+        return self._clock()
+
+    def _move(self) -> None:
+        self.generation += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._waiting = self._waiting, []
+        for future in woken:
+            if not future.done():
+                future.set_result(None)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append(future)
+            await future
+
+    async def moved_past(self, generation: int) -> None:
+        """Until the generation is past `generation` (for tests and drills)."""
+        await self._until(lambda: self.generation > generation)
+
+    async def until_live(self) -> None:
+        """Until a heartbeat was answered (for tests and drills)."""
+        await self._until(self.live)
+
 
 class KeyDirectory:
     """keyid -> NodeIdentity, cached per process for at most `ttl` seconds.
@@ -35,11 +113,24 @@ class KeyDirectory:
     hand it only well-formed keyids, so no entry is larger than 64 characters.
     """
 
-    def __init__(self, pool: object, ttl: float, size: int = 50_000) -> None:
+    def __init__(
+        self,
+        pool: object,
+        ttl: float,
+        size: int = 50_000,
+        watch: CredentialWatch | None = None,
+        listening_ttl: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
         self._ttl = ttl
         self._size = size
-        self._entries: OrderedDict[str, tuple[float, NodeIdentity | None]] = OrderedDict()
+        self._watch = watch
+        self._listening_ttl = listening_ttl
+        self._clock = clock
+        self.lookups = 0
+        # keyid -> (read at, the watch's generation before the read, what it found)
+        self._entries: OrderedDict[str, tuple[float, int, NodeIdentity | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,14 +141,16 @@ class KeyDirectory:
     async def get(self, keyid: str) -> NodeIdentity | None:
         if not is_keyid(keyid):
             return None
-        now = time.monotonic()
+        now = self._clock()
         hit = self._entries.get(keyid)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and _fresh(hit, now, self._ttl, self._watch, self._listening_ttl):
             self._entries.move_to_end(keyid)
-            return hit[1]
+            return hit[2]
+        generation = _generation(self._watch)
+        self.lookups += 1
         async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
             found = await identity_store.identity_by_keyid(conn, keyid)
-        self._entries[keyid] = (now, found)
+        self._entries[keyid] = (now, generation, found)
         self._entries.move_to_end(keyid)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -68,9 +161,35 @@ class KeyDirectory:
 
     def forget_node(self, node_id: UUID) -> None:
         """Drop a node's keys here at once; other replicas follow within the TTL."""
-        for keyid, (_, found) in list(self._entries.items()):
+        for keyid, (_, _, found) in list(self._entries.items()):
             if found is not None and found.node_id == node_id:
                 del self._entries[keyid]
+
+
+def _generation(watch: CredentialWatch | None) -> int:
+    return watch.generation if watch is not None else 0
+
+
+def _fresh(
+    hit: tuple[float, int, object],
+    now: float,
+    ttl: float,
+    watch: CredentialWatch | None,
+    listening_ttl: float,
+) -> bool:
+    """Whether a cached entry (read at, generation, found) may still be served: within
+    `ttl`, or, found and read since the watch's last move, within `listening_ttl` while
+    the watch hears every change (see the module's docstring)."""
+    age = now - hit[0]
+    if 0 <= age < ttl:
+        return True
+    return (
+        watch is not None
+        and hit[2] is not None
+        and 0 <= age < listening_ttl
+        and hit[1] == watch.generation
+        and watch.live()
+    )
 
 
 class ReaderDirectory:
@@ -90,13 +209,19 @@ class ReaderDirectory:
         clock: Callable[[], float],
         size: int = 50_000,
         touch_every: timedelta = timedelta(minutes=1),
+        watch: CredentialWatch | None = None,
+        listening_ttl: float = 0.0,
     ) -> None:
         self._pool = pool
         self._ttl = ttl
         self._clock = clock
         self._size = size
         self._touch_every = touch_every
-        self._entries: OrderedDict[bytes, tuple[float, ReaderKey | None]] = OrderedDict()
+        self._watch = watch
+        self._listening_ttl = listening_ttl
+        self.lookups = 0
+        # key hash -> (read at, the watch's generation before the read, what it found)
+        self._entries: OrderedDict[bytes, tuple[float, int, ReaderKey | None]] = OrderedDict()
         # key id -> when this process may next record a use of it.
         self._next_touch: OrderedDict[UUID, datetime] = OrderedDict()
 
@@ -106,12 +231,14 @@ class ReaderDirectory:
     async def get(self, key_hash: bytes) -> ReaderKey | None:
         now = self._clock()
         hit = self._entries.get(key_hash)
-        if hit is not None and 0 <= now - hit[0] < self._ttl:
+        if hit is not None and _fresh(hit, now, self._ttl, self._watch, self._listening_ttl):
             self._entries.move_to_end(key_hash)
-            return hit[1]
+            return hit[2]
+        generation = _generation(self._watch)
+        self.lookups += 1
         async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
             found = await reader_store.by_hash(conn, key_hash)
-        self._entries[key_hash] = (now, found)
+        self._entries[key_hash] = (now, generation, found)
         self._entries.move_to_end(key_hash)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
@@ -119,7 +246,7 @@ class ReaderDirectory:
 
     def forget_key(self, key_id: UUID) -> None:
         """Drop a revoked key here at once; other replicas follow within the TTL."""
-        for key_hash, (_, found) in list(self._entries.items()):
+        for key_hash, (_, _, found) in list(self._entries.items()):
             if found is not None and found.key_id == key_id:
                 del self._entries[key_hash]
 

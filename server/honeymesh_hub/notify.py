@@ -8,6 +8,12 @@ woken by the sequencer's own commit, `pg_notify('honeymesh_sequenced', scopes)`
 future under each scope they may see; a notification resolves the futures of its
 scopes only, so a waiting node costs one future and no database polling. A payload
 too long for PostgreSQL (8000 bytes) is sent as `WAKE_ALL` instead: every waiter looks.
+
+The same connection hears `honeymesh_credentials` (migration 0014: a key, node, tenant
+or reader key changed) for the credential caches' `CredentialWatch`, and asks
+`SELECT 1` every `HEARTBEAT_SECONDS`: an answer proves that every notice committed
+before it was sent has arrived, and a connection that stops answering is dropped and
+made again (a half-open one would otherwise look connected for ever).
 """
 
 from __future__ import annotations
@@ -20,12 +26,19 @@ from typing import Any
 
 import asyncpg
 
+from .keydirectory import HEARTBEAT_SECONDS, CredentialWatch
+
 log = logging.getLogger("honeymesh.notify")
 
 CHANNEL = "honeymesh_feed"
 SEQUENCED = "honeymesh_sequenced"
+CREDENTIALS = "honeymesh_credentials"
+# The listener's application_name, as pg_stat_activity shows it.
+LISTENER_NAME = "honeymesh-listener"
 WAKE_ALL = "*"  # the payload of a change to too many scopes to list (store/signals.py)
 _RECONNECT_SECONDS = 1.0
+# A heartbeat not answered in this long drops the connection.
+_HEARTBEAT_TIMEOUT_SECONDS = 5.0
 
 
 def _resolver(future: asyncio.Future[None]) -> Any:
@@ -37,8 +50,9 @@ def _resolver(future: asyncio.Future[None]) -> Any:
 
 
 class FeedNotifier:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, credentials: CredentialWatch | None = None) -> None:
         self._dsn = dsn
+        self._credentials = credentials or CredentialWatch()
         self._by_scope: dict[str, set[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -114,6 +128,9 @@ class FeedNotifier:
     def _on_feed(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._news.set()
 
+    def _on_credentials(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self._credentials.changed()
+
     def _on_sequenced(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == WAKE_ALL:
             self.wake_all()
@@ -123,18 +140,24 @@ class FeedNotifier:
     async def _listen(self) -> None:
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": LISTENER_NAME}
+                )
                 try:
                     await conn.add_listener(CHANNEL, self._on_feed)
                     await conn.add_listener(SEQUENCED, self._on_sequenced)
+                    await conn.add_listener(CREDENTIALS, self._on_credentials)
                     self.connected.set()
-                    # Anything committed while we were away: let every waiter look.
+                    # Anything committed while we were away: let every waiter look,
+                    # and trust no credential read before now past the short TTL.
                     self.wake_all()
+                    self._credentials.lost()
                     closed = asyncio.get_running_loop().create_future()
                     conn.add_termination_listener(_resolver(closed))
-                    await closed
+                    await self._heartbeats(conn, closed)
                 finally:
                     self.connected.clear()
+                    self._credentials.lost()
                     with contextlib.suppress(Exception):
                         await conn.close()
             except asyncio.CancelledError:
@@ -143,3 +166,11 @@ class FeedNotifier:
                 log.warning("feed listener lost", extra={"fields": {"error": type(exc).__name__}})
             self.wake_all()
             await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def _heartbeats(self, conn: Any, closed: asyncio.Future[None]) -> None:
+        """Until the connection closes; raises when a heartbeat goes unanswered."""
+        while not closed.done():
+            sent = self._credentials.now()
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), _HEARTBEAT_TIMEOUT_SECONDS)
+            self._credentials.heard(sent)
+            await asyncio.wait({closed}, timeout=HEARTBEAT_SECONDS)

@@ -12,7 +12,7 @@ from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .callers import Caller
-    from .keydirectory import FailedAuthGuard, KeyDirectory, ReaderDirectory
+    from .keydirectory import CredentialWatch, FailedAuthGuard, KeyDirectory, ReaderDirectory
     from .notify import FeedNotifier
     from .ratelimit import RateLimiter
     from .redisconn import RedisGate
@@ -32,6 +32,8 @@ DIRECTORY: web.AppKey[KeyDirectory] = web.AppKey("directory")
 # Every signed request's nonce is spent through this (admission.py).
 NONCES: web.AppKey[NonceGroups] = web.AppKey("nonces")
 READERS: web.AppKey[ReaderDirectory] = web.AppKey("readers")
+# Whether this process hears every credential change (keydirectory.py, notify.py).
+CREDENTIALS: web.AppKey[CredentialWatch] = web.AppKey("credentials")
 READER_USAGE: web.AppKey[ReaderUsage] = web.AppKey("reader_usage")
 AUTH_GUARD: web.AppKey[FailedAuthGuard] = web.AppKey("auth_guard")
 NOTIFIER: web.AppKey[FeedNotifier] = web.AppKey("notifier")

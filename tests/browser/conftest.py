@@ -47,6 +47,7 @@ def hub_config(database_url: str, services: Any, redis_prefix: str) -> Config:
         redis_url=services.redis_url,
         redis_prefix=redis_prefix,
         identity_cache_seconds=0.0,
+        identity_cache_listening_seconds=0.0,
     )
 
 

@@ -250,6 +250,7 @@ def fuzz_hub(services: Services, fuzz_database: str) -> Iterator[FuzzHub]:
         redis_prefix=prefix,
         listen_port=port,
         identity_cache_seconds=0.0,
+        identity_cache_listening_seconds=0.0,
         trusted_proxies=(ip_network("127.0.0.1/32"),),
     )
     thread = _HubThread(config)

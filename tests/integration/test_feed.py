@@ -142,6 +142,35 @@ async def test_compacted_cursor_answers_410(hub: Hub) -> None:
     assert len(active) == 1
 
 
+async def test_a_rendered_snapshot_page_outlives_compaction_but_its_delta_does_not(
+    hub: Hub,
+) -> None:
+    """A snapshot page already rendered as of P is served without reading the
+    compaction watermark (services/feed.py): it is that page whatever was compacted
+    since. The delta its last page leads to checks the watermark, so a node that
+    follows it past a compaction is told to start again, never shown a gap."""
+    node = await trusted(hub)
+    for value in ("198.51.100.4", "198.51.100.5"):
+        await approve(node, value)
+    tenant = await hub.tenant()
+    first, second = await hub.enroll(tenant), await hub.enroll(tenant)
+    active, _ = await pull_all(first, limit=1)  # renders both pages as of P
+    assert len(active) == 2
+    page = (await second.request("GET", "/v1/feed?limit=1")).body
+    await approve(node, "198.51.100.6")  # after P: compacting it leaves P behind
+    conn = await asyncpg.connect(hub.database_url)
+    try:
+        await sequenced(hub)
+        assert await feed_store.compact(conn, datetime.max.replace(tzinfo=UTC)) == 3
+    finally:
+        await conn.close()
+    reply = await second.request("GET", f"/v1/feed?limit=1&cursor={page['cursor']}")
+    assert reply.status == 200, reply.body
+    assert reply.body["more"] is False and len(reply.body["added"]) == 1
+    reply = await second.request("GET", f"/v1/feed?limit=1&cursor={reply.body['cursor']}")
+    assert (reply.status, reply.code) == (410, "cursor_expired")
+
+
 async def test_long_poll_wakes_on_approval(hub: Hub) -> None:
     node = await trusted(hub)
     reader = await hub.enroll()

@@ -6,6 +6,7 @@ protocol module the node client uses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -210,8 +211,13 @@ async def sequenced(hub: Hub) -> None:
     from honeymesh_hub.services import sequencer
 
     pool = hub.client.app[state.POOL]
-    for _ in range(200):
-        _, more = await sequencer.run_round(pool, hub.client.app[state.LOG_KEY])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, more = await sequencer.run_round(pool, hub.client.app[state.LOG_KEY])
         if not more:
             return
+        if not done:
+            # The app's own round holds the sequencer's lock (a try-lock: nothing to
+            # await); on a loaded machine it may hold it for a while.
+            await asyncio.sleep(0.005)
     raise AssertionError("the sequencer never caught up")

@@ -144,7 +144,9 @@ async def _feed(app: web.Application) -> AsyncIterator[None]:
     app[state.SERVICES] = wiring.build(app)
     compactor = asyncio.create_task(_compact_forever(app), name="feed-compaction")
     sequencing = asyncio.create_task(
-        sequencer.run_forever(app[state.POOL], notifier.news, app[state.LOG_KEY]),
+        sequencer.run_forever(
+            app[state.POOL], notifier.news, app[state.LOG_KEY], notifier.connected.is_set
+        ),
         name="sequencer",
     )
     yield

@@ -138,7 +138,10 @@ class FeedNotifier:
             self.wake(payload.split(","))
 
     async def _listen(self) -> None:
-        while True:
+        # Ends when closing as well as when cancelled: a cancellation that lands as an
+        # awaited call finishes can be lost (asyncio.wait_for on 3.11 did so), and a
+        # listener that lived on would hold up the app's shutdown for ever.
+        while not self._closing:
             try:
                 conn = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": LISTENER_NAME}
@@ -163,14 +166,18 @@ class FeedNotifier:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnect whatever broke the connection
+                if self._closing:
+                    return
                 log.warning("feed listener lost", extra={"fields": {"error": type(exc).__name__}})
             self.wake_all()
-            await asyncio.sleep(_RECONNECT_SECONDS)
+            if not self._closing:
+                await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def _heartbeats(self, conn: Any, closed: asyncio.Future[None]) -> None:
         """Until the connection closes; raises when a heartbeat goes unanswered."""
-        while not closed.done():
+        while not closed.done() and not self._closing:
             sent = self._credentials.now()
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), _HEARTBEAT_TIMEOUT_SECONDS)
+            async with asyncio.timeout(_HEARTBEAT_TIMEOUT_SECONDS):
+                await conn.fetchval("SELECT 1")
             self._credentials.heard(sent)
             await asyncio.wait({closed}, timeout=HEARTBEAT_SECONDS)

@@ -227,6 +227,9 @@ def hub_env(dsn: str, redis_url: str, tmpdir: Path) -> dict[str, str]:
         TMPDIR=str(tmpdir),
         PYTHONUNBUFFERED="1",
     )
+    # The one setting passed on: compare the event loops (cli.py) with the same bench.
+    if "HONEYMESH_EVENT_LOOP" in os.environ:
+        env["HONEYMESH_EVENT_LOOP"] = os.environ["HONEYMESH_EVENT_LOOP"]
     return env
 
 

@@ -14,7 +14,7 @@ import resource
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from multiprocessing import resource_tracker
 
@@ -152,6 +152,7 @@ def serve(config: Config, listen: str | None, workers: int) -> int:
         host, port = config.listen_host, config.listen_port
     if workers < 1:
         raise CLIError("--workers must be at least 1.")
+    event_loop_factory(os.environ)  # a bad HONEYMESH_EVENT_LOOP stops us here, not a worker
     _raise_open_files()
     applied = asyncio.run(_migrate(config))
     if applied:
@@ -222,11 +223,26 @@ def _serve_worker(config: Config, host: str, port: int) -> None:
         from .logs import setup_logging
 
         setup_logging()
-        asyncio.run(_run_worker(config, host, port))
+        with asyncio.Runner(loop_factory=event_loop_factory(os.environ)) as runner:
+            runner.run(_run_worker(config, host, port))
     except _StopBeforeServing:
         log.info("stopped before serving", extra={"fields": {"pid": os.getpid()}})
     finally:
         _ignore_stop_signals()
+
+
+def event_loop_factory(env: Mapping[str, str]) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """A worker's event loop: uvloop's (libuv: the same asyncio API, with cheaper loop
+    turns and socket reads and writes), or asyncio's own when HONEYMESH_EVENT_LOOP is
+    `asyncio`."""
+    choice = env.get("HONEYMESH_EVENT_LOOP", "uvloop").strip() or "uvloop"
+    if choice == "asyncio":
+        return None
+    if choice != "uvloop":
+        raise CLIError("HONEYMESH_EVENT_LOOP must be uvloop or asyncio.")
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def _ignore_stop_signals() -> None:

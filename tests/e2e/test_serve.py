@@ -154,3 +154,28 @@ def test_signal_while_workers_start_stops_the_hub_with_status_0(
     assert status == 0, f"status {status}:\n{hub.output()}"
     assert "Traceback" not in hub.output()
     assert wait_until(lambda: not group_alive(hub.pid), timeout=5)
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_either_event_loop_serves_and_stops_with_status_0(
+    hub_process_factory: HubFactory, hub_env_vars: dict[str, str], loop: str
+) -> None:
+    """Workers run uvloop's loop unless HONEYMESH_EVENT_LOOP=asyncio (cli.py)."""
+    hub = hub_process_factory(workers=2, env={**hub_env_vars, "HONEYMESH_EVENT_LOOP": loop})
+    _all_workers_ready(hub)
+    assert _serves(hub)
+    hub.signal(signal.SIGTERM)
+    status = hub.wait_exit(STOP_SECONDS)
+    assert status == 0, f"status {status}:\n{hub.output()}"
+    assert "Traceback" not in hub.output()
+
+
+def test_an_unknown_event_loop_stops_the_hub_before_any_worker_starts(
+    hub_process_factory: HubFactory, hub_env_vars: dict[str, str]
+) -> None:
+    hub = hub_process_factory(
+        workers=2, env={**hub_env_vars, "HONEYMESH_EVENT_LOOP": "tokio"}, ready=False
+    )
+    assert hub.wait_exit(STOP_SECONDS) == 2
+    assert "HONEYMESH_EVENT_LOOP must be uvloop or asyncio" in hub.output()
+    assert not workers_of(hub)

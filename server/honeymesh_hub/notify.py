@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from .keydirectory import HEARTBEAT_SECONDS, CredentialWatch
+from .store.db import ping
 
 log = logging.getLogger("honeymesh.notify")
 
@@ -178,6 +179,6 @@ class FeedNotifier:
         while not closed.done() and not self._closing:
             sent = self._credentials.now()
             async with asyncio.timeout(_HEARTBEAT_TIMEOUT_SECONDS):
-                await conn.fetchval("SELECT 1")
+                await ping(conn)
             self._credentials.heard(sent)
             await asyncio.wait({closed}, timeout=HEARTBEAT_SECONDS)

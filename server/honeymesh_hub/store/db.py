@@ -95,3 +95,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+async def ping(conn: Any) -> None:
+    """One round trip (the listener's heartbeat, notify.py)."""
+    await conn.fetchval("SELECT 1")

@@ -104,7 +104,8 @@ class CredentialWatch:
 
 
 class KeyDirectory:
-    """keyid -> NodeIdentity, cached per process for at most `ttl` seconds.
+    """keyid -> NodeIdentity, cached per process for `ttl` seconds, or `listening_ttl`
+    while `watch` hears every change (the module's docstring).
 
     The cache is what makes a revoke or a PATCH reach every replica "within 5 s"
     (PROTOCOL.md section 4) without a database round trip on every request. It is an
@@ -193,10 +194,11 @@ def _fresh(
 
 
 class ReaderDirectory:
-    """key hash -> ReaderKey (or None), cached per process for at most `ttl` seconds of
-    `clock`, an LRU of at most `size` entries, misses cached too.
+    """key hash -> ReaderKey (or None), cached per process for `ttl` seconds of `clock`
+    (or `listening_ttl` while `watch` hears every change, as KeyDirectory), an LRU of
+    at most `size` entries, misses cached `ttl` only.
 
-    The TTL is what bounds how long a revoked key keeps reading on another replica
+    The watch and the TTL bound how long a revoked key keeps reading on another replica
     (PROTOCOL.md 4 r2: within 5 s); the replica that revokes forgets it at once. Callers
     hand it only the hashes of well-formed keys. It also records each key's last use,
     at most once every `touch_every` per key (one write a minute, not one a request).

@@ -24,8 +24,9 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from honeymesh_client.protocol.keys import is_keyid
@@ -103,6 +104,82 @@ class CredentialWatch:
         await self._until(self.live)
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class CredentialCache(Generic[K, V]):
+    """What a lookup found, by key, for `ttl` seconds of `clock`, or `listening_ttl`
+    while `watch` hears every change (the module's docstring); an LRU of at most `size`
+    entries, misses kept `ttl` only. The one cache under both directories."""
+
+    def __init__(
+        self,
+        pool: object,
+        lookup: Callable[[Any, K], Awaitable[V | None]],
+        ttl: float,
+        clock: Callable[[], float],
+        size: int,
+        watch: CredentialWatch | None,
+        listening_ttl: float,
+    ) -> None:
+        self._pool = pool
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._size = size
+        self._watch = watch
+        self._listening_ttl = listening_ttl
+        self.lookups = 0
+        # key -> (read at, the watch's generation before the read, what it found)
+        self._entries: OrderedDict[K, tuple[float, int, V | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    async def get(self, key: K) -> V | None:
+        now = self._clock()
+        hit = self._entries.get(key)
+        if hit is not None and self._fresh(hit, now):
+            self._entries.move_to_end(key)
+            return hit[2]
+        generation = self._watch.generation if self._watch is not None else 0
+        self.lookups += 1
+        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
+            found = await self._lookup(conn, key)
+        self._entries[key] = (now, generation, found)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return found
+
+    def _fresh(self, hit: tuple[float, int, V | None], now: float) -> bool:
+        """Within `ttl`; or found, read since the watch's last move, and within
+        `listening_ttl` while the watch hears every change."""
+        age = now - hit[0]
+        if 0 <= age < self._ttl:
+            return True
+        watch = self._watch
+        return (
+            watch is not None
+            and hit[2] is not None
+            and 0 <= age < self._listening_ttl
+            and hit[1] == watch.generation
+            and watch.live()
+        )
+
+    def forget(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def forget_where(self, matches: Callable[[V], bool]) -> None:
+        for key, (_, _, found) in list(self._entries.items()):
+            if found is not None and matches(found):
+                del self._entries[key]
+
+
 class KeyDirectory:
     """keyid -> NodeIdentity, cached per process for `ttl` seconds, or `listening_ttl`
     while `watch` hears every change (the module's docstring).
@@ -123,74 +200,31 @@ class KeyDirectory:
         listening_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._size = size
-        self._watch = watch
-        self._listening_ttl = listening_ttl
-        self._clock = clock
-        self.lookups = 0
-        # keyid -> (read at, the watch's generation before the read, what it found)
-        self._entries: OrderedDict[str, tuple[float, int, NodeIdentity | None]] = OrderedDict()
+        self._cache: CredentialCache[str, NodeIdentity] = CredentialCache(
+            pool, identity_store.identity_by_keyid, ttl, clock, size, watch, listening_ttl
+        )
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._cache)
 
     def __contains__(self, keyid: object) -> bool:
-        return keyid in self._entries
+        return keyid in self._cache
+
+    @property
+    def lookups(self) -> int:
+        return self._cache.lookups
 
     async def get(self, keyid: str) -> NodeIdentity | None:
         if not is_keyid(keyid):
             return None
-        now = self._clock()
-        hit = self._entries.get(keyid)
-        if hit is not None and _fresh(hit, now, self._ttl, self._watch, self._listening_ttl):
-            self._entries.move_to_end(keyid)
-            return hit[2]
-        generation = _generation(self._watch)
-        self.lookups += 1
-        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
-            found = await identity_store.identity_by_keyid(conn, keyid)
-        self._entries[keyid] = (now, generation, found)
-        self._entries.move_to_end(keyid)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return found
+        return await self._cache.get(keyid)
 
     def forget(self, keyid: str) -> None:
-        self._entries.pop(keyid, None)
+        self._cache.forget(keyid)
 
     def forget_node(self, node_id: UUID) -> None:
         """Drop a node's keys here at once; other replicas follow within the TTL."""
-        for keyid, (_, _, found) in list(self._entries.items()):
-            if found is not None and found.node_id == node_id:
-                del self._entries[keyid]
-
-
-def _generation(watch: CredentialWatch | None) -> int:
-    return watch.generation if watch is not None else 0
-
-
-def _fresh(
-    hit: tuple[float, int, object],
-    now: float,
-    ttl: float,
-    watch: CredentialWatch | None,
-    listening_ttl: float,
-) -> bool:
-    """Whether a cached entry (read at, generation, found) may still be served: within
-    `ttl`, or, found and read since the watch's last move, within `listening_ttl` while
-    the watch hears every change (see the module's docstring)."""
-    age = now - hit[0]
-    if 0 <= age < ttl:
-        return True
-    return (
-        watch is not None
-        and hit[2] is not None
-        and 0 <= age < listening_ttl
-        and hit[1] == watch.generation
-        and watch.live()
-    )
+        self._cache.forget_where(lambda found: found.node_id == node_id)
 
 
 class ReaderDirectory:
@@ -215,42 +249,27 @@ class ReaderDirectory:
         listening_ttl: float = 0.0,
     ) -> None:
         self._pool = pool
-        self._ttl = ttl
-        self._clock = clock
         self._size = size
         self._touch_every = touch_every
-        self._watch = watch
-        self._listening_ttl = listening_ttl
-        self.lookups = 0
-        # key hash -> (read at, the watch's generation before the read, what it found)
-        self._entries: OrderedDict[bytes, tuple[float, int, ReaderKey | None]] = OrderedDict()
+        self._cache: CredentialCache[bytes, ReaderKey] = CredentialCache(
+            pool, reader_store.by_hash, ttl, clock, size, watch, listening_ttl
+        )
         # key id -> when this process may next record a use of it.
         self._next_touch: OrderedDict[UUID, datetime] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._cache)
+
+    @property
+    def lookups(self) -> int:
+        return self._cache.lookups
 
     async def get(self, key_hash: bytes) -> ReaderKey | None:
-        now = self._clock()
-        hit = self._entries.get(key_hash)
-        if hit is not None and _fresh(hit, now, self._ttl, self._watch, self._listening_ttl):
-            self._entries.move_to_end(key_hash)
-            return hit[2]
-        generation = _generation(self._watch)
-        self.lookups += 1
-        async with self._pool.acquire() as conn:  # type: ignore[attr-defined]
-            found = await reader_store.by_hash(conn, key_hash)
-        self._entries[key_hash] = (now, generation, found)
-        self._entries.move_to_end(key_hash)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return found
+        return await self._cache.get(key_hash)
 
     def forget_key(self, key_id: UUID) -> None:
         """Drop a revoked key here at once; other replicas follow within the TTL."""
-        for key_hash, (_, _, found) in list(self._entries.items()):
-            if found is not None and found.key_id == key_id:
-                del self._entries[key_hash]
+        self._cache.forget_where(lambda found: found.key_id == key_id)
 
     async def touch(self, key: ReaderKey, now: datetime) -> None:
         """Record a use of `key` if none was recorded in the last `touch_every`.

@@ -69,18 +69,29 @@ async def test_a_listening_replica_keeps_a_reader_key_past_the_short_ttl(
     assert readers.lookups == looked_up + 1
 
 
-async def test_a_revoke_reaches_a_listening_replica_within_the_short_ttl(
+async def _cached_past_the_short_ttl(
     aiohttp_client: AiohttpClient, hub_config: Config, clock: ManualClock
-) -> None:
+) -> tuple[Hub, Hub, str, dict[str, Any]]:
+    """Two listening replicas; a reader key made on one, cached on two and still
+    served there 10 s later (past the short TTL): (one, two, tenant id, key)."""
     config = _listening(hub_config)
     one = await _start(aiohttp_client, config, clock)
     two = await _start(aiohttp_client, config, clock)
-    made = await _key(one, await one.tenant())
+    tenant_id = await one.tenant()
+    made = await _key(one, tenant_id)
     headers = {"X-Api-Key": made["key"]}
     await _live(two)
     assert (await _as_reader(two, headers)).status == 200  # cached on two
     clock.advance(10)
     assert (await _as_reader(two, headers)).status == 200  # still, past the short TTL
+    return one, two, tenant_id, made
+
+
+async def test_a_revoke_reaches_a_listening_replica_within_the_short_ttl(
+    aiohttp_client: AiohttpClient, hub_config: Config, clock: ManualClock
+) -> None:
+    one, two, _, made = await _cached_past_the_short_ttl(aiohttp_client, hub_config, clock)
+    headers = {"X-Api-Key": made["key"]}
     generation = _watch(two).generation
     assert (await one.call("DELETE", f"/v1/admin/reader-keys/{made['key_id']}")).status == 204
     await _heard_since(two, generation)
@@ -92,14 +103,8 @@ async def test_a_revoke_reaches_a_listening_replica_within_the_short_ttl(
 async def test_a_tenant_change_moves_every_replicas_watch(
     aiohttp_client: AiohttpClient, hub_config: Config, clock: ManualClock
 ) -> None:
-    config = _listening(hub_config)
-    one = await _start(aiohttp_client, config, clock)
-    two = await _start(aiohttp_client, config, clock)
-    tenant_id = await one.tenant()
-    headers = {"X-Api-Key": (await _key(one, tenant_id))["key"]}
-    await _live(two)
-    assert (await _as_reader(two, headers)).status == 200
-    clock.advance(10)
+    one, two, tenant_id, made = await _cached_past_the_short_ttl(aiohttp_client, hub_config, clock)
+    headers = {"X-Api-Key": made["key"]}
     generation = _watch(two).generation
     reply = await one.call("PATCH", f"/v1/admin/tenants/{tenant_id}", {"status": "suspended"})
     assert reply.status == 200, reply.body

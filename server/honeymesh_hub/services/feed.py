@@ -260,7 +260,8 @@ async def _snapshot_page(
     after = None if position is None else position.after
     if position is not None:
         at = (position.xid, position.seq)
-        if ctx.snapshots.peek(SnapshotCache.key(scopes, at, after, limit, reset)) is None:
+        key = SnapshotCache.key(scopes, at, after, limit, reset)
+        if ctx.snapshots.peek(key) is None:
             # A page to read needs the log kept back to P. One already rendered as of P
             # is that page whatever was compacted since; the delta its last page leads
             # to checks the watermark itself, so no event can be skipped.
@@ -275,7 +276,7 @@ async def _snapshot_page(
                     # Nothing this node may see was sequenced since that page's
                     # position: a snapshot as of then is one as of now.
                     at = newest
-    key = SnapshotCache.key(scopes, at, after, limit, reset)
+        key = SnapshotCache.key(scopes, at, after, limit, reset)
 
     async def make() -> Rendering:
         async with ctx.pool.acquire() as conn:

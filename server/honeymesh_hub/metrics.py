@@ -7,11 +7,14 @@ aggregates all of them.
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -19,6 +22,34 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 def _multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def merge_files(paths: Iterable[str]) -> Iterable[Metric]:
+    """The samples of the given multiprocess files, summed across processes.
+
+    A process creates its file empty and sizes it a moment later (prometheus_client's
+    MmapedDict), so a scrape that globs the directory in between would read zero bytes
+    and fail: a 500 on /metrics while a worker starts. Such a file holds no sample yet,
+    and a file only ever grows, so leaving out the empty ones loses nothing.
+    """
+    return MultiProcessCollector.merge([p for p in paths if _sized(p)], accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class _SizedFilesCollector:
+    """MultiProcessCollector's collect(), over the files that are ready to read."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        return merge_files(glob.glob(os.path.join(self._directory, "*.db")))
 
 
 @dataclass(slots=True)
@@ -136,6 +167,6 @@ class Metrics:
     def render(self) -> bytes:
         if _multiprocess():
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(_SizedFilesCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
             return generate_latest(registry)
         return generate_latest(self.registry)

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 import aiohttp
 import pytest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+
+from honeymesh_hub.metrics import merge_files
 
 from .conftest import HubFactory
 from .remote import HubProcess, children_of, cmdline, group_alive, send, wait_until
@@ -50,7 +51,7 @@ def served_by_worker(hub: HubProcess, route: str) -> dict[int, float]:
     for path in hub.tmpdir.glob("honeymesh-metrics-*/counter_*.db"):
         match = re.fullmatch(r"counter_(\d+)\.db", path.name)
         assert match, path
-        families = MultiProcessCollector.merge([str(path)], accumulate=True)  # type: ignore[no-untyped-call]
+        families = merge_files([str(path)])
         counts[int(match.group(1))] = hub_requests(families, route)
     return counts
 

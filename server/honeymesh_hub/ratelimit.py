@@ -139,11 +139,11 @@ class RateLimiter:
                     implementation="redispy",
                     wrap_exceptions=True,
                     key_prefix=gate.prefix + "rl",
-                    socket_timeout=gate.timeout,
-                    socket_connect_timeout=gate.timeout,
+                    # The gate's bounded pool: one per process for every Redis use.
+                    connection_pool=gate.pool,  # type: ignore[arg-type]  # documented; typed as **options
                 )
             )
-            if redis_url
+            if redis_url and gate.pool is not None
             else None
         )
         self._deferred: dict[tuple[str, Limit], int] = {}

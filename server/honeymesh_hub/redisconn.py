@@ -22,6 +22,13 @@ from .turnbatch import TurnBatch
 log = logging.getLogger("honeymesh.redis")
 
 TIMEOUT_SECONDS = 0.5
+# Connections per process, shared by every Redis use of it (limits, waiters). A call
+# that finds them all busy waits for one, at most TIMEOUT_SECONDS, then counts as a
+# Redis failure (the per-process fallback serves it): a burst of thousands of waiters
+# queues for a few connections instead of opening one each.
+MAX_CONNECTIONS = 32
+# What CLIENT LIST shows for the hub's connections.
+CLIENT_NAME = "honeymesh-hub"
 
 _WAITERS_LUA = (resources.files("honeymesh_hub") / "lua" / "waiters.lua").read_text(
     encoding="utf-8"
@@ -40,15 +47,21 @@ class RedisGate:
         self.prefix = prefix
         self.configured = url is not None
         self.timeout = timeout
-        self.client: aioredis.Redis | None = (
-            aioredis.Redis.from_url(
+        self.pool: aioredis.BlockingConnectionPool | None = (
+            aioredis.BlockingConnectionPool.from_url(
                 url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout,
+                client_name=CLIENT_NAME,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 health_check_interval=30,
             )
             if url
             else None
+        )
+        self.client: aioredis.Redis | None = (
+            aioredis.Redis.from_pool(self.pool) if self.pool is not None else None
         )
         self._metrics = metrics
         self._retry_after = retry_after

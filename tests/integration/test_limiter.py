@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from honeymesh_hub.metrics import Metrics
 from honeymesh_hub.ratelimit import Limit, RateLimiter, per_day
-from honeymesh_hub.redisconn import RedisGate
+from honeymesh_hub.redisconn import CLIENT_NAME, MAX_CONNECTIONS, RedisGate
 from tests.conftest import Services
 
 
@@ -65,3 +66,35 @@ async def test_admit_names_the_window_that_refused(replicas: list[RateLimiter]) 
         admission = await limiter.admit([("publish", roomy, 1), ("publish", spent, 1)])
         assert (admission.allowed, admission.refused) == (False, 1)
         assert await limiter.used("publish", roomy) == 0
+
+
+async def _hub_connections(redis_url: str) -> int:
+    probe = aioredis.Redis.from_url(redis_url)
+    try:
+        clients = await probe.client_list()
+    finally:
+        await probe.aclose()
+    return sum(1 for c in clients if c.get("name") == CLIENT_NAME)
+
+
+async def test_a_burst_shares_a_bounded_pool_of_connections(
+    services: Services, redis_prefix: str
+) -> None:
+    """500 calls at once, through the gate's scripts and limits' own storage, open at
+    most MAX_CONNECTIONS connections between them, and every call is answered by Redis
+    (none falls back to memory)."""
+    before = await _hub_connections(services.redis_url)
+    gate = RedisGate(services.redis_url, redis_prefix, Metrics(), timeout=10)
+    limiter = RateLimiter(services.redis_url, gate)
+    try:
+        caps = [Limit(per_day(1), f"node-{i}") for i in range(400)]
+        admitted = await asyncio.gather(*(limiter.admit([("burst", cap, 1)]) for cap in caps))
+        used = await asyncio.gather(*(limiter.used("burst", cap) for cap in caps[:100]))
+        opened = await _hub_connections(services.redis_url) - before
+        assert all(a.allowed for a in admitted)
+        assert used == [1] * 100
+        assert gate.state == "ok"
+        assert 1 < opened <= MAX_CONNECTIONS, opened
+    finally:
+        await gate.close()
+    assert await _hub_connections(services.redis_url) == before

@@ -280,6 +280,13 @@ class Hub:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            if "redis unreachable" in self.log_path.read_text(errors="replace"):
+                print(
+                    "warning: the hub fell back from Redis during this run (its log says"
+                    " 'redis unreachable'): these figures are of its degraded mode",
+                    file=sys.stderr,
+                )
 
 
 def start_hub(env: dict[str, str], port: int, workers: int, log_path: Path) -> Hub:

@@ -22,11 +22,13 @@ from .turnbatch import TurnBatch
 log = logging.getLogger("honeymesh.redis")
 
 TIMEOUT_SECONDS = 0.5
-# Connections per process, shared by every Redis use of it (limits, waiters). A call
-# that finds them all busy waits for one, at most TIMEOUT_SECONDS, then counts as a
-# Redis failure (the per-process fallback serves it): a burst of thousands of waiters
-# queues for a few connections instead of opening one each.
-MAX_CONNECTIONS = 32
+# Connections per process, shared by every Redis use of it (limits, waiters): a burst
+# of thousands of requests queues for them instead of opening one each. A call that
+# finds them all busy waits for one up to POOL_WAIT_SECONDS, longer than a Redis
+# call's own timeout: a queue behind a busy event loop is not a Redis failure, and
+# counting it as one would flip the hub to its per-process fallback under load.
+MAX_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 5.0
 # What CLIENT LIST shows for the hub's connections.
 CLIENT_NAME = "honeymesh-hub"
 
@@ -51,7 +53,7 @@ class RedisGate:
             aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=MAX_CONNECTIONS,
-                timeout=timeout,
+                timeout=POOL_WAIT_SECONDS,
                 client_name=CLIENT_NAME,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,

@@ -1,9 +1,10 @@
-"""The hub's Redis client and its health, shared by nonces and rate limits.
+"""The hub's Redis client and its health, shared by rate limits and feed waiters.
 
 Redis is optional and may fail: every use goes through `RedisGate`, which keeps short
 timeouts and, after a failure, skips Redis for `retry_after` seconds so a dead Redis
 costs one timeout now and then instead of one per request. Callers fall back
-(PostgreSQL nonces, per-process limits) and /readyz says `degraded`.
+(per-process limits and waiter counts) and /readyz says `degraded`. Nonces never
+touch Redis (admission.py). One bounded pool per process serves every use.
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     config = app[state.CONFIG]
     gate = RedisGate(config.redis_url, config.redis_prefix, app[state.METRICS])
     app[state.REDIS] = gate
-    limiter = RateLimiter(config.redis_url, gate)
+    limiter = RateLimiter(gate)
     app[state.LIMITER] = limiter
     flusher = asyncio.create_task(_flush_forever(limiter), name="limit-flush")
     yield

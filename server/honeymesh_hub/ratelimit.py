@@ -129,13 +129,13 @@ def quota_of(policy: str, windows: Sequence[Window]) -> Quota:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None, gate: RedisGate) -> None:
+    def __init__(self, gate: RedisGate) -> None:
         self._gate = gate
         self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._shared = (
             SlidingWindowCounterRateLimiter(
                 RedisStorage(
-                    redis_url,
+                    gate.url,
                     implementation="redispy",
                     wrap_exceptions=True,
                     key_prefix=gate.prefix + "rl",
@@ -143,7 +143,7 @@ class RateLimiter:
                     connection_pool=gate.pool,  # type: ignore[arg-type]  # documented; typed as **options
                 )
             )
-            if redis_url and gate.pool is not None
+            if gate.url is not None and gate.pool is not None
             else None
         )
         self._deferred: dict[tuple[str, Limit], int] = {}

@@ -47,9 +47,9 @@ class RedisGate:
         retry_after: float = 2.0,
         timeout: float = TIMEOUT_SECONDS,
     ):
+        self.url = url
         self.prefix = prefix
         self.configured = url is not None
-        self.timeout = timeout
         self.pool: aioredis.BlockingConnectionPool | None = (
             aioredis.BlockingConnectionPool.from_url(
                 url,

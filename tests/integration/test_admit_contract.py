@@ -43,9 +43,7 @@ async def engines(services: Services, redis_prefix: str) -> AsyncIterator[Engine
     storage = RedisStorage(
         services.redis_url, implementation="redispy", key_prefix=redis_prefix + "rl"
     )
-    yield Engines(
-        RateLimiter(services.redis_url, gate), SlidingWindowCounterRateLimiter(storage), gate
-    )
+    yield Engines(RateLimiter(gate), SlidingWindowCounterRateLimiter(storage), gate)
     await gate.close()
 
 

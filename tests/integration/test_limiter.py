@@ -24,7 +24,7 @@ async def replicas(services: Services, redis_prefix: str) -> AsyncIterator[list[
     documented degraded mode), which is not what these tests are about.
     """
     gates = [RedisGate(services.redis_url, redis_prefix, Metrics(), timeout=10) for _ in range(8)]
-    yield [RateLimiter(services.redis_url, gate) for gate in gates]
+    yield [RateLimiter(gate) for gate in gates]
     assert {gate.state for gate in gates} == {"ok"}, "a limiter fell back to memory"
     for gate in gates:
         await gate.close()
@@ -51,7 +51,7 @@ async def test_concurrent_admit_never_overruns_a_cap(replicas: list[RateLimiter]
 
 
 async def test_concurrent_admit_in_memory_never_overruns_a_cap() -> None:
-    limiter = RateLimiter(None, RedisGate(None, "hm:", Metrics()))
+    limiter = RateLimiter(RedisGate(None, "hm:", Metrics()))
     cap = Limit(per_day(3), "tenant-1")
     admissions = await asyncio.gather(*(limiter.admit([("auto", cap, 1)]) for _ in range(32)))
     assert sum(a.allowed for a in admissions) == 3
@@ -60,7 +60,7 @@ async def test_concurrent_admit_in_memory_never_overruns_a_cap() -> None:
 async def test_admit_names_the_window_that_refused(replicas: list[RateLimiter]) -> None:
     roomy, spent = Limit(per_day(10), "tenant-1"), Limit(per_day(1), "node-1")
     assert (await replicas[0].admit([("publish", spent, 1)])).allowed
-    for limiter in (replicas[0], RateLimiter(None, RedisGate(None, "hm:", Metrics()))):
+    for limiter in (replicas[0], RateLimiter(RedisGate(None, "hm:", Metrics()))):
         if limiter is not replicas[0]:
             assert (await limiter.admit([("publish", spent, 1)])).allowed
         admission = await limiter.admit([("publish", roomy, 1), ("publish", spent, 1)])
@@ -85,7 +85,7 @@ async def test_a_burst_shares_a_bounded_pool_of_connections(
     (none falls back to memory)."""
     before = await _hub_connections(services.redis_url)
     gate = RedisGate(services.redis_url, redis_prefix, Metrics(), timeout=10)
-    limiter = RateLimiter(services.redis_url, gate)
+    limiter = RateLimiter(gate)
     try:
         caps = [Limit(per_day(1), f"node-{i}") for i in range(400)]
         admitted = await asyncio.gather(*(limiter.admit([("burst", cap, 1)]) for cap in caps))

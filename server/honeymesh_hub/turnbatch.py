@@ -3,7 +3,7 @@
 When an approval wakes a thousand waiters, each would end its waiter slot with its own
 Redis round trip: a connection from the pool, a write, a read, in Python, per call
 (redisconn.py). A `TurnBatch` collects the calls made until the loop's next turn and
-runs them as one batch (a pipeline), at most `max_size` at a time. Each caller still
+runs them as one batch (one Redis call), at most `max_size` at a time. Each caller still
 awaits its own answer, so nothing goes on before Redis has answered it; the wait this
 adds is one turn of the loop.
 """

@@ -103,3 +103,24 @@ async def test_lost_releases_free_themselves_at_their_deadlines(
     finally:
         await gate.close()
         await other.close()
+
+
+async def test_ends_of_one_turn_reach_redis_together_and_only_their_own(
+    services: Services, redis_prefix: str
+) -> None:
+    """A wake-up ends hundreds of waiters of different nodes in one loop turn: each end
+    removes its own member from its own node's set, and nothing else."""
+    gate = RedisGate(services.redis_url, redis_prefix, Metrics(), timeout=10)
+    try:
+        keys = [f"waiters:n{i}" for i in range(300)]
+        for key in keys:
+            assert await gate.waiter_enter(key, "kept", 2, 30)
+            assert await gate.waiter_enter(key, "ended", 2, 30)
+        await asyncio.gather(*(gate.waiter_leave(key, "ended") for key in keys))
+        assert gate.client is not None and gate.state == "ok"
+        left = await asyncio.gather(
+            *(gate.client.zrange(redis_prefix + key, 0, -1) for key in keys)
+        )
+        assert left == [[b"kept"]] * len(keys)
+    finally:
+        await gate.close()

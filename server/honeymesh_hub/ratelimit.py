@@ -33,6 +33,7 @@ from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from .errors import RateLimited
+from .pipelined import Script
 from .redisconn import RedisGate
 
 T = TypeVar("T")
@@ -74,7 +75,9 @@ class Quota:
         return h
 
 
-_ADMIT_LUA = (resources.files("honeymesh_hub") / "lua" / "admit.lua").read_text(encoding="utf-8")
+_ADMIT = Script(
+    (resources.files("honeymesh_hub") / "lua" / "admit.lua").read_text(encoding="utf-8")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +150,6 @@ class RateLimiter:
             else None
         )
         self._deferred: dict[tuple[str, Limit], int] = {}
-        self._admit_script = (
-            gate.client.register_script(_ADMIT_LUA) if gate.client is not None else None
-        )
 
     def _window_keys(self, policy: str, limit: Limit) -> tuple[str, str]:
         """limits' RedisStorage key layout for a sliding window (previous, current)."""
@@ -169,7 +169,7 @@ class RateLimiter:
 
     async def _admit_shared(self, charges: Sequence[tuple[str, Limit, int]]) -> Admission | None:
         """`admit` in Redis (lua/admit.lua); None when Redis cannot be used."""
-        if self._admit_script is None or not self._gate.usable:
+        if not self._gate.usable:
             return None
         keys: list[str] = []
         args: list[int] = []
@@ -177,7 +177,7 @@ class RateLimiter:
             keys.extend(self._window_keys(policy, limit))
             args.extend((limit.item.amount, int(limit.item.get_expiry()), cost))
         try:
-            out = await self._admit_script(keys=keys, args=args)
+            out = await self._gate.script(_ADMIT, keys, args)
         except (RedisError, OSError) as exc:
             self._gate.failed("admit", exc)
             return None

@@ -4,7 +4,8 @@ Redis is optional and may fail: every use goes through `RedisGate`, which keeps 
 timeouts and, after a failure, skips Redis for `retry_after` seconds so a dead Redis
 costs one timeout now and then instead of one per request. Callers fall back
 (per-process limits and waiter counts) and /readyz says `degraded`. Nonces never
-touch Redis (admission.py). One bounded pool per process serves every use.
+touch Redis (admission.py). Per process, one pipelined connection carries the
+hot path's script calls (pipelined.py) and one bounded pool the rest.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .metrics import Metrics
+from .pipelined import Arg, Pipelined, Script
 from .turnbatch import TurnBatch
 
 log = logging.getLogger("honeymesh.redis")
@@ -34,8 +38,8 @@ POOL_WAIT_SECONDS = 5.0
 CLIENT_NAME = "honeymesh-hub"
 
 _LUA = resources.files("honeymesh_hub") / "lua"
-_WAITERS_LUA = (_LUA / "waiters.lua").read_text(encoding="utf-8")
-_LEAVE_LUA = (_LUA / "leave.lua").read_text(encoding="utf-8")
+_WAITERS = Script((_LUA / "waiters.lua").read_text(encoding="utf-8"))
+_LEAVE = Script((_LUA / "leave.lua").read_text(encoding="utf-8"))
 
 
 class RedisGate:
@@ -72,12 +76,9 @@ class RedisGate:
         # key -> this process's waiters (member -> monotonic deadline); see waiter_enter.
         self._waiters: dict[str, dict[str, float]] = {}
         self._leaves: TurnBatch[tuple[str, str], None] = TurnBatch(self._send_leaves)
-        self._waiter_script = (
-            self.client.register_script(_WAITERS_LUA) if self.client is not None else None
-        )
-        self._leave_script = (
-            self.client.register_script(_LEAVE_LUA) if self.client is not None else None
-        )
+        # The hot path's script calls (admissions, waiters) share one pipelined
+        # connection (pipelined.py); the pool serves the rest.
+        self._pipelined = Pipelined(url, timeout, CLIENT_NAME) if url else None
 
     @property
     def usable(self) -> bool:
@@ -129,12 +130,12 @@ class RedisGate:
         for stale in [m for m, until in mine.items() if until <= now]:
             del mine[stale]
         admitted: bool | None = None
-        if self._waiter_script is not None and self.usable:
+        if self.usable:
             args: list[str | int] = [cap, member, math.ceil(seconds * 1000)]
             for other, until in mine.items():
                 args.extend((other, math.ceil((until - now) * 1000)))
             try:
-                admitted = bool(await self._waiter_script(keys=[self.prefix + key], args=args))
+                admitted = bool(await self.script(_WAITERS, [self.prefix + key], args))
             except (RedisError, OSError) as exc:
                 self.failed("waiters", exc)
             else:
@@ -158,24 +159,29 @@ class RedisGate:
         mine.pop(member, None)
         if not mine:
             self._waiters.pop(key, None)
-        if self.client is not None and self.usable:
+        if self.usable:
             await self._leaves.submit((self.prefix + key, member))
 
     async def _send_leaves(self, ends: list[tuple[str, str]]) -> list[None]:
         # One script call, not a pipeline of ZREMs: redis-py parses a pipeline's
         # replies one by one in Python, which cost more than the rest of a woken
         # waiter's answer (bench.feed --fanout-only --py-spy).
-        assert self._leave_script is not None
         try:
-            await self._leave_script(
-                keys=[key for key, _ in ends], args=[member for _, member in ends]
-            )
+            await self.script(_LEAVE, [key for key, _ in ends], [member for _, member in ends])
         except (RedisError, OSError) as exc:
             self.failed("waiters", exc)
         else:
             self.succeeded()
         return [None] * len(ends)
 
+    async def script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run a Lua script on the pipelined connection; RedisError when it cannot."""
+        if self._pipelined is None:
+            raise RedisError("redis is not configured")
+        return await self._pipelined.script(script, keys, args)
+
     async def close(self) -> None:
+        if self._pipelined is not None:
+            await self._pipelined.close()
         if self.client is not None:
             await self.client.aclose()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -181,3 +182,20 @@ async def test_garbage_drops_the_connection(peer: tuple[_Peer, str]) -> None:
             await client.call("PING")
     finally:
         await client.close()
+
+
+def test_it_runs_on_the_workers_event_loop(services: Services, redis_prefix: str) -> None:
+    """`serve` workers run uvloop (cli.py), whose transports are not asyncio's."""
+
+    async def run() -> list[Any]:
+        client = Pipelined(services.redis_url, 10, "honeymesh-test")
+        try:
+            return await asyncio.gather(
+                *(client.script(_ECHO_KEY, [f"{redis_prefix}u{i}"], ["x"]) for i in range(50))
+            )
+        finally:
+            await client.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        answers = runner.run(run())
+    assert answers == [[f"{redis_prefix}u{i}".encode(), b"x", 1] for i in range(50)]

@@ -4,6 +4,7 @@ source address that rate limits count by."""
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from aiohttp import web
 
@@ -33,11 +34,19 @@ def source_address(request: web.Request, config: Config) -> str:
     addr = client_address(request, config)
     if addr is None:
         return request.remote or "unknown"
+    return _source_key(addr)
+
+
+# Both run on every request, for the same few thousand peers: parsed once each
+# (bounded; a flood of new addresses only turns the caches over).
+@lru_cache(maxsize=8192)
+def _source_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if addr.version == 6:
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr)
 
 
+@lru_cache(maxsize=8192)
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(text)

@@ -252,3 +252,23 @@ async def test_a_key_sees_only_its_tenants_collections(hub: Hub, world: dict[str
         hub, f"{ROOT}collections/{world['mesh']}/objects/indicator--{own}/", other_key
     )
     assert status == 404  # a tenant decision is not in the mesh collection
+
+
+async def test_tenant_refusals_and_the_pull_limit_are_taxii_errors(hub: Hub) -> None:
+    tenant = await hub.tenant(limits={"pull_per_minute": 3})
+    key = await _key(hub, tenant)
+    for _ in range(3):
+        status, headers, _ = await _get(hub, ROOT + "collections/", key)
+        assert status == 200
+    status, headers, body = await _get(hub, ROOT + "collections/", key)
+    assert status == 429 and headers["Content-Type"] == TAXII
+    assert body["http_status"] == "429" and body["title"] and int(headers["Retry-After"]) >= 1
+    other = await hub.tenant()
+    other_key = await _key(hub, other)
+    patched = await hub.call("PATCH", f"/v1/admin/tenants/{other}", {"status": "suspended"})
+    assert patched.status == 200, patched.body
+    for path in ("/taxii2/", ROOT + "collections/"):
+        status, headers, body = await _get(hub, path, other_key)
+        assert status == 403 and headers["Content-Type"] == TAXII, path
+        assert body["http_status"] == "403" and body["title"], body
+        assert other_key not in json.dumps(body)

@@ -303,6 +303,25 @@ def _pg_execute(sock: socket.socket, sql: str) -> None:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
+# A throwaway cluster lives in memory when the machine has room there: the suite makes
+# and drops a database per test, and on a virtual disk those file copies cost 100-250 ms
+# each, against about 40 ms in tmpfs (measured on the CI machine, 2026-12-08).
+_SHM = Path("/dev/shm")
+_SHM_MIN_FREE = 1 << 30
+
+
+def scratch_parent() -> str | None:
+    """Where a throwaway server's files go: /dev/shm if it is a writable directory with
+    1 GiB free, else the temp directory's default (None)."""
+    try:
+        stats = os.statvfs(_SHM)
+    except OSError:
+        return None
+    if not os.access(_SHM, os.W_OK | os.X_OK) or stats.f_bavail * stats.f_frsize < _SHM_MIN_FREE:
+        return None
+    return str(_SHM)
+
+
 class PostgresServer:
     """One PostgreSQL cluster run as a child process on 127.0.0.1.
 
@@ -325,7 +344,7 @@ class PostgresServer:
         self._postgres = postgres if postgres.exists() else find_binary("postgres")
         self._tempdir: Path | None = None
         if datadir is None:
-            self._tempdir = Path(tempfile.mkdtemp(prefix="honeymesh-pg-"))
+            self._tempdir = Path(tempfile.mkdtemp(prefix="honeymesh-pg-", dir=scratch_parent()))
             self._run_as.chown(self._tempdir)
             datadir = self._tempdir / "data"
         self.datadir = datadir

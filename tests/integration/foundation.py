@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,7 @@ from honeymesh_client.protocol.signing import sign_request
 from honeymesh_hub.app import create_app
 from honeymesh_hub.clock import ManualClock
 from honeymesh_hub.config import Config
-from tests.conftest import Services, _admin_execute, _quote_ident, dsn_with_database, run_async
+from tests.conftest import Services, copied_database
 from tests.integration.conftest import make_admin_token
 from tests.support import Hub, Node, Reply, _reply
 
@@ -87,19 +86,7 @@ def shared_database(services: Services, template_db: str) -> Iterator[str]:
     rate-limit counters) and admin token, works on tenants and nodes it makes itself,
     reads the audit log from where it started, and compares snapshots it takes itself.
     """
-    name = f"hm_shared_{uuid.uuid4().hex[:12]}"
-    quoted = _quote_ident(name)
-    run_async(
-        _admin_execute(
-            services.pg_admin_dsn, f"CREATE DATABASE {quoted} TEMPLATE {_quote_ident(template_db)}"
-        )
-    )
-    try:
-        yield dsn_with_database(services.pg_admin_dsn, name)
-    finally:
-        run_async(
-            _admin_execute(services.pg_admin_dsn, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-        )
+    yield from copied_database(services, template_db, "hm_shared_")
 
 
 async def audit_end(hub: Hub) -> int:
